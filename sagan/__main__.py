@@ -1,0 +1,5 @@
+import sys
+
+from sagan.cli import main
+
+sys.exit(main())
