@@ -1,0 +1,520 @@
+"""`evaluate()`: score uint8 samples against a reference, with the provenance that makes the numbers comparable.
+
+One call extracts features of the generated images (and of the reference, unless cached), computes the
+requested metrics and returns a flat dict of fixed keys (`fd_fmnist`, `kid_fmnist`, `kid_fmnist_std`, ... or
+`fid`, `kid`, `is`, ... for Inception) plus one "provenance" entry: what was compared with what, how, and with
+which weights. Generated images are brought back to the reference's native geometry with
+`sagan.data.undo_fit` before any extractor sees them, so a 32x32 generator trained on padded 28x28 data is
+scored on exactly the pixels it was asked to model.
+
+`load_samples()` turns an evaluation target (run folder, checkpoint, image folder, .npz) into uint8 images.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sagan.errors import ConfigError, DataError, SaganError, did_you_mean
+from sagan.metrics import cache as stats_cache
+from sagan.metrics import maths
+from sagan.metrics.extractors import DEFAULT_FOR_DATASET, FeatureExtractor, create_extractor
+
+METRICS = ("fd", "kid", "is", "pr", "dc")
+_METRIC_ALIASES = {
+    "fid": "fd", "kd": "kid", "isc": "is", "inception-score": "is", "prc": "pr", "precision": "pr",
+    "recall": "pr", "density": "dc", "coverage": "dc", "prdc": "dc",
+}  # fmt: skip
+PR_K, DC_K = 3, 5  # Kynkaanniemi et al. 2019 and Naeem et al. 2020
+KID_SUBSETS, KID_SUBSET_SIZE, IS_SPLITS = 100, 1000, 10
+REFERENCE_SUBSET_SEED = 0  # a fixed subset of a large reference split, whatever the generation seed
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
+
+
+def parse_metrics(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """'fd,kid,is,pr' (or a list) -> canonical metric names in a fixed order; aliases like 'fid' accepted."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    chosen = set()
+    for raw in names:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name == "all":
+            chosen.update(METRICS)
+            continue
+        name = _METRIC_ALIASES.get(name, name)
+        if name not in METRICS:
+            choices = METRICS + tuple(_METRIC_ALIASES)
+            raise ConfigError(f"unknown metric '{raw.strip()}'{did_you_mean(name, choices)}; "
+                              f"use some of {', '.join(METRICS)} (fd: Frechet distance, kid: kernel distance, "
+                              "is: Inception/classifier score, pr: precision/recall, dc: density/coverage)")
+        chosen.add(name)
+    if not chosen:
+        raise ConfigError("no metrics requested; use e.g. --metrics fd,kid,is,pr")
+    return tuple(m for m in METRICS if m in chosen)
+
+
+def metric_keys(metrics: Sequence[str], suffix: str, num_classes: int = 0) -> list[str]:
+    """The flat result keys that `evaluate` fills for these metrics and extractor suffix."""
+    keys: list[str] = []
+    for m in metrics:
+        if m == "fd":
+            keys.append("fid" if suffix == "" else f"fd{suffix}")
+        elif m == "kid":
+            keys += [f"kid{suffix}", f"kid{suffix}_std"]
+        elif m == "is":
+            keys += [f"is{suffix}", f"is{suffix}_std"]
+        elif m == "pr":
+            keys += [f"precision{suffix}", f"recall{suffix}"]
+        elif m == "dc":
+            keys += [f"density{suffix}", f"coverage{suffix}"]
+    if num_classes:
+        keys += [f"class_frac{suffix}_{i}" for i in range(num_classes)] + [f"class_frac{suffix}_min"]
+    return keys
+
+
+# ----------------------------------------------------------------------------------------------------------
+# References
+
+
+@dataclass
+class Reference:
+    """Real images at the geometry they are scored at, and how they were obtained."""
+
+    images: torch.Tensor  # uint8 (N, C, H, W) at the evaluation size
+    dataset: str  # canonical data set name, or the resolved path of a folder / .npz
+    split: str
+    source: str  # human-readable origin, from sagan.data where it came from there
+    identity: dict = field(default_factory=dict)  # what the cache key needs beyond the above
+    geometry: object | None = None  # the sagan.data.ImageData whose fit generated images are undone with
+
+
+def _canonical_dataset(spec: str) -> str | None:
+    from sagan.data import DATASETS
+
+    squash = spec.strip().lower().replace("-", "").replace("_", "")
+    for name in DATASETS:
+        if squash == name.replace("-", ""):
+            return name
+    return {"fmnist": "fashion-mnist"}.get(squash)
+
+
+def _read_npz_images(path: Path) -> torch.Tensor:
+    """uint8 (N, C, H, W) from an .npz of samples: key images/samples/x/arr_0, NCHW or NHWC or NHW; floats in
+    [-1, 1] or [0, 1] are converted."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            key = next((k for k in ("images", "samples", "x", "arr_0") if k in z.files), None)
+            if key is None:
+                raise DataError(f"{path} holds {', '.join(z.files) or 'no arrays'}; "
+                                "save samples under the key 'images' (uint8, N x C x H x W)")
+            a = z[key]
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path} as an .npz of images ({e})") from e
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4:
+        raise DataError(f"{path}: '{key}' has shape {a.shape}; expected images N x C x H x W or N x H x W x C")
+    if a.shape[1] not in (1, 3) and a.shape[-1] in (1, 3):
+        a = a.transpose(0, 3, 1, 2)
+    if a.shape[1] not in (1, 3):
+        raise DataError(f"{path}: images of shape {a.shape} have neither 1 nor 3 channels")
+    if a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.floating):
+            raise DataError(f"{path}: images must be uint8 or float, got {a.dtype}")
+        lo = float(a.min()) if a.size else 0.0
+        x = (a + 1.0) * 127.5 if lo < -1e-6 else a * 255.0  # [-1, 1] (model range) or [0, 1]
+        a = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _peek_folder(path: Path) -> tuple[int, int]:
+    """(size, channels) of the first image in a folder, for loading the rest without resampling."""
+    from PIL import Image
+
+    from sagan.data import IMAGE_EXTENSIONS
+
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+                try:
+                    with Image.open(os.path.join(dirpath, name)) as im:
+                        return min(im.size), 1 if im.mode in ("L", "LA", "I", "I;16", "1", "F") else 3
+                except OSError:
+                    continue
+    raise DataError(f"no readable images found under {path}")
+
+
+def _folder_identity(path: Path) -> str:
+    """A cheap fingerprint of a folder's contents: names, sizes and modification times of its files."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for name in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, name))
+            h.update(f"{os.path.relpath(os.path.join(dirpath, name), path)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:20]
+
+
+def _load_image_folder(path: Path) -> tuple[torch.Tensor, str]:
+    from sagan.data import load_data
+
+    size, channels = _peek_folder(path)
+    data = load_data(str(path), size, channels=channels, split="all")
+    if data.streamed:
+        data.images = data.get(torch.arange(len(data)))[0]
+    return data.images, data.source
+
+
+_REFERENCE_MEMO: dict[tuple, Reference] = {}
+
+
+def load_reference(against: str, size: int, split: str | None = None, root: str | None = None,
+                   download: bool = True) -> Reference:
+    """Real images to compare generated `size` x `size` images with.
+
+    `against` is a data set name (scored at its native size, e.g. 28 for fashion-mnist, with `undo_fit`
+    bringing generated images there), a folder of images or an .npz of images.
+    """
+    memo_key = (against, size, split, root)
+    if memo_key in _REFERENCE_MEMO:
+        return _REFERENCE_MEMO[memo_key]
+    path = Path(against).expanduser()
+    name = None if path.exists() else _canonical_dataset(against)
+    if name is not None:
+        from sagan.data import load_data
+
+        split = split or "test"
+        geometry = load_data(name, size, split=split, root=root, download=download)
+        native = geometry.native_size or size
+        data = geometry if native == size else load_data(name, native, split=split, root=root, download=download)
+        images = data.images if data.images is not None else data.get(torch.arange(len(data)))[0]
+        ref = Reference(images, name, split, data.source, {"size": native}, geometry)
+    elif path.is_dir():
+        if split not in (None, "all", "train"):
+            raise DataError(f"{path} is a folder of images with no '{split}' split; leave --split out")
+        images, source = _load_image_folder(path)
+        ref = Reference(images, str(path.resolve()), "all", source, {"content": _folder_identity(path)})
+    elif path.is_file():
+        if path.suffix.lower() != ".npz":
+            raise DataError(f"{path} is neither a folder of images nor an .npz of images")
+        if split not in (None, "all", "train"):
+            raise DataError(f"{path} is an .npz of images with no '{split}' split; leave --split out")
+        from sagan.metrics.extractors import file_sha256
+
+        images = _read_npz_images(path)
+        ref = Reference(images, str(path.resolve()), "all", f"npz {path} ({len(images)} images)",
+                        {"content": file_sha256(path)[:20]})
+    else:
+        from sagan.data import DATASETS
+
+        raise DataError(f"unknown reference '{against}'{did_you_mean(against.lower(), DATASETS)}: "
+                        f"neither a data set ({', '.join(DATASETS)}) nor an existing folder or .npz")
+    if len(_REFERENCE_MEMO) > 4:
+        _REFERENCE_MEMO.clear()
+    _REFERENCE_MEMO[memo_key] = ref
+    return ref
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bringing generated images to the reference's geometry
+
+
+def _luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> (N, 1, H, W) with PIL's ITU-R 601 integer formula (as sagan.data uses)."""
+    x = rgb.to(torch.int32)
+    y = (x[:, 0] * 19595 + x[:, 1] * 38470 + x[:, 2] * 7471 + 0x8000) >> 16
+    return y.clamp_(0, 255).to(torch.uint8).unsqueeze(1)
+
+
+def _match_channels(images: torch.Tensor, channels: int) -> tuple[torch.Tensor, str | None]:
+    if images.shape[1] == channels:
+        return images, None
+    if channels == 1:
+        same = bool((images[:, :1] == images[:, 1:]).all())
+        return (images[:, :1].contiguous(), "RGB with equal channels -> grey") if same else (
+            _luminance(images), "RGB -> grey (ITU-R 601 luma)")
+    return images.expand(-1, 3, -1, -1).contiguous(), "grey -> RGB (repeated)"
+
+
+def match_geometry(fake: torch.Tensor, ref: Reference) -> tuple[torch.Tensor, str]:
+    """Generated images at the reference's size and channels, and what was done to them in words."""
+    steps = []
+    h = fake.shape[-1]
+    if ref.geometry is not None and h != ref.images.shape[-1]:
+        from sagan.data import undo_fit
+
+        fake = undo_fit(fake, ref.geometry)
+        how = {"pad": "centre crop (undoing the padding)", "resize": "bicubic antialiased resize"}.get(
+            ref.geometry.fit, ref.geometry.fit)
+        steps.append(f"undo_fit {h}x{h} -> {fake.shape[-1]}x{fake.shape[-1]}: {how}")
+    fake, note = _match_channels(fake, ref.images.shape[1])
+    if note:
+        steps.append(note)
+    return fake, "; ".join(steps) or "none"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluate
+
+
+_EXTRACTOR_MEMO: dict[tuple, FeatureExtractor] = {}
+
+
+def default_extractor(against: str) -> str:
+    """The extractor used for a reference when none is named: the data set's own, else "inception"."""
+    name = None if Path(against).expanduser().exists() else _canonical_dataset(against)
+    return DEFAULT_FOR_DATASET.get(name or "", "inception")
+
+
+def get_extractor(name: str, weights: str | None = None, device: str | torch.device = "cpu") -> FeatureExtractor:
+    """A (memoised) feature extractor: a trainer that scores every K steps builds it once."""
+    key = (name, str(weights), str(device))
+    if key not in _EXTRACTOR_MEMO:
+        _EXTRACTOR_MEMO[key] = create_extractor(name, weights=weights, device=device)
+    return _EXTRACTOR_MEMO[key]
+
+
+def _reference_features(ref: Reference, ex: FeatureExtractor, ref_num: int | None, cache_dir: str | None,
+                        use_cache: bool) -> tuple[dict, dict]:
+    """({"features", "mu", "sigma"}, description) of the reference, from the cache when possible."""
+    n_all = len(ref.images)
+    if ref_num is not None and ref_num < n_all:
+        g = torch.Generator().manual_seed(REFERENCE_SUBSET_SEED)
+        idx = torch.randperm(n_all, generator=g)[:ref_num].sort().values
+        subset = f"random {ref_num} of {n_all} (seed {REFERENCE_SUBSET_SEED})"
+    else:
+        idx, subset = None, f"all {n_all}"
+    c, s = ref.images.shape[1], ref.images.shape[-1]
+    description = {
+        "dataset": ref.dataset, "split": ref.split, "count": len(idx) if idx is not None else n_all,
+        "subset": subset, "size": s, "channels": c, "identity": ref.identity,
+        **ex.describe(), "preprocessing": ex.preprocessing(s, c),
+    }  # fmt: skip
+    t0 = time.perf_counter()
+    entry = stats_cache.load_reference(description, cache_dir) if use_cache else None
+    hit = entry is not None
+    if entry is None:
+        images = ref.images if idx is None else ref.images[idx]
+        ex.check_input(images)
+        feats, _ = ex.extract(images)
+        entry = {"features": feats.numpy(), **maths.feature_statistics(feats)}
+        if use_cache:
+            stats_cache.save_reference(description, entry, cache_dir)
+    info = {
+        "reference_cache": str(stats_cache.cache_path(description, cache_dir)) if use_cache else None,
+        "reference_cache_hit": hit,
+        "reference_subset": subset,
+        "reference_count": description["count"],
+        "seconds": time.perf_counter() - t0,
+    }
+    return entry, info
+
+
+def evaluate(
+    fake: torch.Tensor,
+    against: str,
+    metrics: str | Sequence[str] = METRICS,
+    features: str | None = None,
+    *,
+    split: str | None = None,
+    ref_num: int | None = None,
+    seed: int = 0,
+    weights: str | None = None,
+    cache_dir: str | None = None,
+    use_cache: bool = True,
+    device: str | torch.device = "cpu",
+    kid_subsets: int = KID_SUBSETS,
+    provenance: dict | None = None,
+) -> dict:
+    """Score generated uint8 images (N, C, H, W) against a reference; a flat dict of fixed keys + "provenance".
+
+    against: a data set name ("fashion-mnist", "cifar10", ...; its test split by default), a folder or an .npz.
+    metrics: some of "fd", "kid", "is", "pr", "dc" (or "fd,kid,is,pr").
+    features: "inception" or "fmnist"; by default the data set's own extractor when it has one (fashion-mnist:
+        "fmnist"), Inception otherwise. `weights` overrides the extractor's weights file.
+    ref_num: use a fixed random subset of this many reference images (all by default).
+    seed: recorded, and seeds the random subsets of KID and the score splits.
+    provenance: extra fields for the record (target, checkpoint, step, ema, ...), merged in.
+    """
+    t_start = time.perf_counter()
+    if not isinstance(fake, torch.Tensor) or fake.dtype != torch.uint8 or fake.dim() != 4:
+        raise SaganError(f"evaluate expects uint8 images (N, C, H, W), got {getattr(fake, 'dtype', type(fake))} "
+                         f"{tuple(getattr(fake, 'shape', ()))}; use sagan.data.to_uint8 on [-1, 1] floats")
+    metrics = parse_metrics(metrics)
+    fake = fake.cpu()
+    ref = load_reference(against, fake.shape[-1], split)
+    fake_eval, resize_note = match_geometry(fake, ref)
+    ex = get_extractor(features or default_extractor(against), weights, device)
+
+    timings: dict[str, float] = {}
+    entry, ref_info = _reference_features(ref, ex, ref_num, cache_dir, use_cache)
+    timings["reference_features"] = ref_info.pop("seconds")
+    t0 = time.perf_counter()
+    fake_feats, fake_logits = ex.extract(fake_eval)
+    timings["generated_features"] = time.perf_counter() - t0
+    real_feats = torch.from_numpy(entry["features"])
+    n_fake, n_real = len(fake_feats), len(real_feats)
+
+    scores: dict[str, float] = {}
+    how: dict[str, str] = {}
+    sfx = ex.suffix
+    vs = f"{n_fake} gen vs {n_real} {Path(ref.dataset).name} {ref.split}"
+    space = f"{ex.name} {ex.feature_layer}"
+    kid_size = min(KID_SUBSET_SIZE, n_fake, n_real)
+    settings: dict[str, object] = {}
+    for m in metrics:
+        t0 = time.perf_counter()
+        if m == "fd":
+            key = "fid" if sfx == "" else f"fd{sfx}"
+            if n_fake < 2:
+                raise SaganError("the Frechet distance needs at least 2 generated images")
+            scores[key] = maths.frechet_distance_from_stats(entry, maths.feature_statistics(fake_feats))
+            how[key] = f"Frechet distance, {space}, {vs}"
+        elif m == "kid":
+            if kid_size < 2:
+                raise SaganError("KID needs at least 2 generated and 2 reference images")
+            mean, std = maths.kernel_distance(real_feats, fake_feats, kid_subsets, kid_size, seed)
+            scores[f"kid{sfx}"], scores[f"kid{sfx}_std"] = mean, std
+            how[f"kid{sfx}"] = f"unbiased MMD^2, cubic kernel, {kid_subsets} subsets of {kid_size}, {space}, {vs}"
+            how[f"kid{sfx}_std"] = f"std of kid{sfx} over its {kid_subsets} subsets"
+            settings.update(kid_subsets=kid_subsets, kid_subset_size=kid_size, kid_kernel="(x.y/D + 1)^3")
+        elif m == "is":
+            splits = min(IS_SPLITS, n_fake)
+            mean, std = maths.classifier_score(fake_logits, splits, seed)
+            scores[f"is{sfx}"], scores[f"is{sfx}_std"] = mean, std
+            what = "Inception Score" if sfx == "" else f"classifier score (IS of {ex.name} logits)"
+            how[f"is{sfx}"] = f"{what}, {splits} splits of {n_fake} gen"
+            how[f"is{sfx}_std"] = f"std of is{sfx} over its {splits} splits"
+            settings["is_splits"] = splits
+        elif m == "pr":
+            p, r = maths.precision_recall(real_feats, fake_feats, k=PR_K)
+            scores[f"precision{sfx}"], scores[f"recall{sfx}"] = p, r
+            how[f"precision{sfx}"] = f"Kynkaanniemi 2019, k={PR_K}, {space}, {vs}"
+            how[f"recall{sfx}"] = f"Kynkaanniemi 2019, k={PR_K}, {space}, {vs}"
+            settings["pr_k"] = PR_K
+        elif m == "dc":
+            d, c = maths.density_coverage(real_feats, fake_feats, k=DC_K)
+            scores[f"density{sfx}"], scores[f"coverage{sfx}"] = d, c
+            how[f"density{sfx}"] = f"Naeem 2020, k={DC_K}, {space}, {vs}"
+            how[f"coverage{sfx}"] = f"Naeem 2020, k={DC_K}, {space}, {vs}"
+            settings["dc_k"] = DC_K
+        timings[m] = time.perf_counter() - t0
+    class_names = list(ex.class_names)
+    if class_names:
+        fractions = maths.class_fractions(fake_logits)
+        for i, f in enumerate(fractions):
+            scores[f"class_frac{sfx}_{i}"] = float(f)
+            how[f"class_frac{sfx}_{i}"] = f"share of generated images the {ex.name} classifier calls '{class_names[i]}'"
+        scores[f"class_frac{sfx}_min"] = float(fractions.min())
+        how[f"class_frac{sfx}_min"] = f"smallest per-class share ({len(class_names)} classes; even = {1 / len(class_names):.3f})"
+    timings["total"] = time.perf_counter() - t_start
+
+    import torch_fidelity
+
+    import sagan
+
+    prov = {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **ex.describe(),
+        "reference": against,
+        "reference_dataset": ref.dataset,
+        "reference_split": ref.split,
+        "reference_source": ref.source,
+        **ref_info,
+        "generated_count": n_fake,
+        "generated_shape": list(fake.shape[1:]),
+        "evaluated_shape": list(fake_eval.shape[1:]),
+        "seed": seed,
+        "resize": {"generated_to_reference": resize_note, "extractor": ex.preprocessing(fake_eval.shape[-1],
+                                                                                           fake_eval.shape[1])},
+        "class_names": class_names or None,
+        "metric_settings": settings,
+        "metrics": how,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "versions": {"sagan": getattr(sagan, "__version__", "?"), "torch": torch.__version__,
+                     "torch_fidelity": torch_fidelity.__version__},
+        "target": None, "target_kind": "tensor", "checkpoint": None, "step": None, "ema": None,
+    }  # fmt: skip
+    prov.update(provenance or {})
+    return {**scores, "provenance": prov}
+
+
+def scores_only(result: dict) -> dict[str, float]:
+    """The flat numbers of an `evaluate` result, without its provenance (what a trainer logs)."""
+    return {k: v for k, v in result.items() if k != "provenance"}
+
+
+def to_records(result: dict) -> list[dict]:
+    """One self-contained JSON record per number: metric, value, how it was obtained, and the provenance."""
+    prov = {k: v for k, v in result["provenance"].items() if k != "metrics"}
+    how = result["provenance"].get("metrics", {})
+    return [{"metric": k, "value": v, "how": how.get(k, ""), **prov} for k, v in scores_only(result).items()]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Targets: what `sagan eval TARGET` can score
+
+
+def _looks_like_run(path: Path) -> bool:
+    if (path / "checkpoints").is_dir() or any((path / n).is_file() for n in ("config.yaml", "config.json")):
+        return True
+    return any(p.suffix.lower() in CHECKPOINT_SUFFIXES for p in path.iterdir() if p.is_file())
+
+
+def target_kind(target: str) -> str:
+    """'npz', 'images', 'checkpoint' or 'run' for an evaluation target; DataError when it does not exist."""
+    path = Path(target).expanduser()
+    if path.is_dir():
+        return "run" if _looks_like_run(path) else "images"
+    if path.is_file():
+        if path.suffix.lower() == ".npz":
+            return "npz"
+        if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            return "checkpoint"
+        raise DataError(f"{path}: cannot evaluate a '{path.suffix}' file; give a run folder, a checkpoint "
+                        f"({', '.join(CHECKPOINT_SUFFIXES)}), a folder of images or an .npz of samples")
+    raise DataError(f"no such file or folder: {path.absolute()}")
+
+
+def load_samples(target: str, num: int | None = None, seed: int = 0, ema: bool = True,
+                 device: str | torch.device = "cpu", batch_size: int = 256) -> tuple[torch.Tensor, dict]:
+    """uint8 images (N, C, H, W) of an evaluation target and the provenance fields that describe them.
+
+    A run folder or checkpoint is sampled (`num` images, default 10,000, with `seed`; G_ema when `ema` and
+    the checkpoint has it); a folder of images or an .npz is read (its first `num` images, all by default).
+    The provenance has "target", "target_kind", "checkpoint", "step", "ema", "model" and "data" (the training
+    data spec, where known).
+    """
+    kind = target_kind(target)
+    path = Path(target).expanduser()
+    info: dict = {"target": str(path.resolve()), "target_kind": kind, "checkpoint": None, "step": None,
+                  "ema": None, "model": None, "data": None}
+    if kind in ("run", "checkpoint"):
+        from sagan.checkpoint import load_generator
+        from sagan.sampling import generate
+
+        generator, meta = load_generator(str(path), ema=ema, map_location=device)
+        n = 10_000 if num is None else num
+        t0 = time.perf_counter()
+        images = generate(generator, n, seed=seed, batch_size=batch_size)
+        info.update(checkpoint=str(meta.get("path")), step=meta.get("step"), ema=bool(meta.get("ema")),
+                    model=(meta.get("model") or {}).get("name"), data=meta.get("data"),
+                    generation_seconds=round(time.perf_counter() - t0, 3))
+        return images.cpu(), info
+    images = _read_npz_images(path) if kind == "npz" else _load_image_folder(path)[0]
+    if num is not None:
+        if num > len(images):
+            raise DataError(f"{path} holds {len(images)} images, fewer than --num {num}; lower --num")
+        images = images[:num]
+    return images, info
