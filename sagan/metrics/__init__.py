@@ -1,13 +1,13 @@
 """Metrics: `evaluate()` and the pieces it is made of.
 
-- `evaluate(fake_uint8, against, metrics, features)`: flat scores + provenance (sagan.metrics.evaluate)
+- `evaluate(fake_uint8, against, metrics, features)`: flat scores + provenance (sagan.metrics.evaluation)
 - feature extractors: Inception-v3 (torch-fidelity, TF-FID protocol) and the shipped Fashion-MNIST classifier
 - metric maths on feature arrays: Frechet distance, KID, classifier/Inception score, precision/recall,
   density/coverage (sagan.metrics.maths)
 - the on-disk reference statistics cache (sagan.metrics.cache)
 """
 
-from sagan.metrics.evaluate import METRICS, evaluate, load_samples, parse_metrics, scores_only, to_records
+from sagan.metrics.evaluation import METRICS, evaluate, load_samples, parse_metrics, scores_only, to_records
 from sagan.metrics.extractors import EXTRACTORS, create_extractor, resolve_inception_weights
 from sagan.metrics.maths import (
     class_fractions,

@@ -1,6 +1,6 @@
 import pytest
 
-from sagan.metrics import evaluate as evaluate_module
+from sagan.metrics import evaluation as evaluate_module
 
 
 @pytest.fixture(autouse=True)
