@@ -398,13 +398,13 @@ def evaluate(
             how[f"is{sfx}_std"] = f"std of is{sfx} over its {splits} splits"
             settings["is_splits"] = splits
         elif m == "pr":
-            p, r = maths.precision_recall(real_feats, fake_feats, k=PR_K)
+            p, r = maths.precision_recall(real_feats, fake_feats, k=PR_K, device=device)
             scores[f"precision{sfx}"], scores[f"recall{sfx}"] = p, r
             how[f"precision{sfx}"] = f"Kynkaanniemi 2019, k={PR_K}, {space}, {vs}"
             how[f"recall{sfx}"] = f"Kynkaanniemi 2019, k={PR_K}, {space}, {vs}"
             settings["pr_k"] = PR_K
         elif m == "dc":
-            d, c = maths.density_coverage(real_feats, fake_feats, k=DC_K)
+            d, c = maths.density_coverage(real_feats, fake_feats, k=DC_K, device=device)
             scores[f"density{sfx}"], scores[f"coverage{sfx}"] = d, c
             how[f"density{sfx}"] = f"Naeem 2020, k={DC_K}, {space}, {vs}"
             how[f"coverage{sfx}"] = f"Naeem 2020, k={DC_K}, {space}, {vs}"

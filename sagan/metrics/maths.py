@@ -87,13 +87,18 @@ def class_fractions(logits: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def precision_recall(
-    real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, k: int = 3, batch_size: int = 2048
+    real: np.ndarray | torch.Tensor,
+    fake: np.ndarray | torch.Tensor,
+    k: int = 3,
+    batch_size: int = 2048,
+    device: str | torch.device = "cpu",
 ) -> tuple[float, float]:
     """(precision, recall): the share of fake samples inside the real manifold, and of real inside the fake.
 
     Each manifold is the union of balls reaching every sample's k-th nearest neighbour in its own set.
+    The pairwise distances are computed on `device`.
     """
-    real, fake = _tensor(real), _tensor(fake)
+    real, fake = _tensor(real).to(device), _tensor(fake).to(device)
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples in each set")
     # torch-fidelity's convention: features_1 is generated, features_2 is real.
@@ -107,18 +112,23 @@ def _kth_neighbour_distance(x: torch.Tensor, k: int, batch_size: int) -> torch.T
 
 
 def density_coverage(
-    real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, k: int = 5, batch_size: int = 2048
+    real: np.ndarray | torch.Tensor,
+    fake: np.ndarray | torch.Tensor,
+    k: int = 5,
+    batch_size: int = 2048,
+    device: str | torch.device = "cpu",
 ) -> tuple[float, float]:
     """(density, coverage) of Naeem et al. 2020.
 
     Density: how many real k-NN balls contain each fake sample, over k, averaged (about 1 when the two
     distributions match; can exceed 1). Coverage: the share of real balls that contain at least one fake sample.
+    The pairwise distances are computed on `device`.
     """
-    real, fake = _tensor(real), _tensor(fake)
+    real, fake = _tensor(real).to(device), _tensor(fake).to(device)
     if len(real) <= k or len(fake) < 1:
         raise ValueError(f"density/coverage with k={k} needs more than {k} real samples")
     radii = _kth_neighbour_distance(real, k, batch_size)  # (N_real,)
-    inside_count = torch.zeros(len(fake), dtype=torch.float64)
+    inside_count = torch.zeros(len(fake), dtype=torch.float64, device=real.device)
     covered = []
     for rows, r in zip(real.split(batch_size), radii.split(batch_size)):
         d = torch.cdist(rows, fake)  # (b, N_fake)

@@ -1,0 +1,134 @@
+"""`sagan eval TARGET --against REF`: score samples, print a short table, write the JSON record."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from sagan.errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `sagan eval`."""
+    parser.add_argument("target", help="a run folder, a checkpoint, a folder of images or an .npz of samples")
+    parser.add_argument("--against", metavar="REF",
+                        help="reference: a data set name (its test split unless --split), a folder or an .npz; "
+                             "default for a run or checkpoint: the data it was trained on")
+    parser.add_argument("--metrics", default="fd,kid,is,pr,dc",
+                        help="comma-separated: fd (Frechet distance), kid, is (Inception/classifier score), "
+                             "pr (precision/recall), dc (density/coverage), or all (default: %(default)s)")
+    parser.add_argument("--num", type=int, default=None,
+                        help="generated images to score (default: 10000 from a generator, all from a file)")
+    parser.add_argument("--features", metavar="NAME", default=None,
+                        help="feature extractor: inception or fmnist (default: fmnist for fashion-mnist, "
+                             "inception otherwise)")
+    parser.add_argument("--inception-weights", metavar="FILE", default=None,
+                        help="the 2015-12-05 Inception-v3 weights (torch-fidelity's .pth) for offline use")
+    parser.add_argument("--classifier-weights", metavar="FILE", default=None,
+                        help="other weights for the fmnist extractor (default: the ones shipped with sagan)")
+    parser.add_argument("--split", default=None, help="reference split (default: test for data sets)")
+    parser.add_argument("--ref-num", type=int, default=None,
+                        help="score against a fixed random subset of this many reference images (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed, also seeds KID subsets (default: 0)")
+    parser.add_argument("--no-ema", action="store_true", help="score the raw generator rather than G_ema")
+    parser.add_argument("--device", default="cpu", help="device for generation and features (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=256, help="generation batch size (default: 256)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="reference statistics cache (default: $SAGAN_CACHE/stats or ~/.cache/sagan/stats)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached reference features")
+    parser.add_argument("--out", metavar="FILE", default=None,
+                        help="JSON output (default: next to the target, TARGET.eval-REF-EXTRACTOR.json)")
+
+
+def _default_out(target: str, kind: str, against: str, extractor: str) -> Path:
+    path = Path(target).expanduser().resolve()
+    ref = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(against).stem if Path(against).exists() else against)
+    if kind == "run":
+        return path / f"eval-{ref}-{extractor}.json"
+    stem = path.name if path.is_dir() else path.with_suffix("").name
+    return path.parent / f"{stem}.eval-{ref}-{extractor}.json"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+
+
+def format_table(result: dict) -> str:
+    """The scores as a short table: value (± std where there is one) and how each was obtained."""
+    from sagan.metrics import scores_only
+
+    scores, prov = scores_only(result), result["provenance"]
+    how = prov.get("metrics", {})
+    lines = []
+    rows = [k for k in scores if not k.endswith("_std") and "class_frac" not in k]
+    width = max((len(k) for k in rows), default=6)
+    for k in rows:
+        value = _fmt(scores[k]) + (f" ± {_fmt(scores[k + '_std'])}" if k + "_std" in scores else "")
+        lines.append(f"  {k:<{width}}  {value:<20}  {how.get(k, '')}")
+    fracs = [(k, v) for k, v in scores.items() if "class_frac" in k and not k.endswith("_min")]
+    if fracs:
+        names = prov.get("class_names") or [k.rsplit("_", 1)[1] for k, _ in fracs]
+        mins = [k for k in scores if "class_frac" in k and k.endswith("_min")]
+        lines.append(f"  per-class share of generated images ({prov['extractor']} argmax; "
+                     f"min {scores[mins[0]]:.3f}, even {1 / len(fracs):.3f}):")
+        lines.append("    " + ", ".join(f"{n} {v:.3f}" for n, (_, v) in zip(names, fracs)))
+    src = prov.get("target") or "tensor"
+    step = f", step {prov['step']}" if prov.get("step") is not None else ""
+    ema = {True: ", G_ema", False: ", raw G"}.get(prov.get("ema"), "")
+    cache = "cached" if prov.get("reference_cache_hit") else "extracted now"
+    lines.append(f"  generated: {prov['generated_count']} from {src}{step}{ema} (seed {prov['seed']}); "
+                 f"brought to reference: {prov['resize']['generated_to_reference']}")
+    lines.append(f"  reference: {prov['reference_source']}, {prov['reference_subset']} ({cache})")
+    lines.append(f"  extractor: {prov['extractor']} {prov['feature_layer']}, weights sha256 "
+                 f"{prov['extractor_weights_sha256'][:12]}; input: {prov['resize']['extractor']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score TARGET against REF, print the table, write the JSON."""
+    from sagan.metrics import evaluate, load_samples, parse_metrics, scores_only, to_records
+    from sagan.metrics.evaluation import default_extractor, get_extractor, target_kind
+
+    metrics = parse_metrics(args.metrics)  # fail on a typo before any slow work
+    for name in ("num", "ref_num"):
+        value = getattr(args, name)
+        if value is not None and value < 2:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 2, got {value}")
+    kind = target_kind(args.target)
+    if args.against is None and kind in ("npz", "images"):
+        raise ConfigError(f"{args.target} holds images: say what to compare them with, e.g. --against fashion-mnist")
+    against = args.against
+    if against is None and kind in ("run", "checkpoint"):
+        from sagan.checkpoint import load_generator
+
+        against = load_generator(args.target, ema=not args.no_ema)[1].get("data")
+        if not against:
+            raise ConfigError(f"{args.target} does not record its training data; pass --against REF")
+    features = args.features.lower() if args.features else None
+    weights = _weights_for(features, against, args)
+    # Build the extractor before sampling, so missing weights fail in seconds, not after generation.
+    get_extractor(features or default_extractor(against), weights, args.device)
+    images, info = load_samples(args.target, num=args.num, seed=args.seed, ema=not args.no_ema,
+                                device=args.device, batch_size=args.batch_size)
+    result = evaluate(images, against, metrics, features, split=args.split, ref_num=args.ref_num, seed=args.seed,
+                      weights=weights, cache_dir=args.cache_dir,
+                      use_cache=not args.no_cache, device=args.device, provenance=info)
+    prov = result["provenance"]
+    out = Path(args.out) if args.out else _default_out(args.target, kind, against, prov["extractor"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"scores": scores_only(result), "provenance": prov, "records": to_records(result)}
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"sagan eval: {prov['generated_count']} images vs {against} ({prov['reference_split']})")
+    print(format_table(result))
+    print(f"  wrote {out}")
+    return 0
+
+
+def _weights_for(features: str | None, against: str, args: argparse.Namespace) -> str | None:
+    """The weights flag that applies to the extractor that will be used."""
+    from sagan.metrics.evaluation import default_extractor
+
+    name = features or default_extractor(against)
+    return args.inception_weights if name == "inception" else args.classifier_weights
