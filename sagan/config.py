@@ -1,0 +1,150 @@
+"""The training configuration: one typed dataclass; YAML files and `--set key=value` hold overrides only."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sagan.errors import ConfigError, did_you_mean
+
+LOSSES = ("hinge", "ns")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of `sagan train`. Defaults are the seed's recipe (SN, hinge, TTUR) sized for a CPU."""
+
+    # what to train
+    model: str = "sagan_32_cpu"
+    model_args: dict = field(default_factory=dict)  # ModelConfig overrides, e.g. {"g_ch": 32}
+    data: str = "fashion-mnist"
+    data_root: str | None = None
+    conditional: bool = True  # use the data's class labels when it has them
+    out: str = "runs/sagan"
+    seed: int = 0
+    # the recipe: TTUR (Heusel et al. 2017) with SAGAN's settings
+    batch_size: int = 64
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    n_dis: int = 1
+    loss: str = "hinge"
+    ema_decay: float = 0.999
+    ema_start: int = 0  # G_ema copies G until this step, then averages
+    # how to run
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    threads: int = 0  # 0: PyTorch's default
+    device: str = "auto"
+    deterministic: bool = False
+    max_steps: int = 20_000
+    max_minutes: float = 0.0  # wall-clock budget; 0 for none
+    # cadence
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    eval_every: int = 0  # 0: no evaluation during training
+    eval_num: int = 2000
+    eval_metric: str = "fd"  # the best checkpoint is kept by this score (lower is better for fd/kid)
+    resume: bool = True  # continue from the run folder's latest checkpoint when there is one
+    dist_timeout: float = 120.0  # seconds a distributed worker waits for the others before giving up
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError naming the first bad value; return self."""
+        positive = ("batch_size", "lr_g", "lr_d", "n_dis", "max_steps", "log_every", "sample_every",
+                    "checkpoint_every", "keep_checkpoints", "eval_num", "dist_timeout")
+        for key in positive:
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
+        for key in ("beta1", "beta2", "ema_decay"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        for key in ("max_minutes", "threads", "eval_every", "ema_start"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}{did_you_mean(self.loss, LOSSES)}; choose {', '.join(LOSSES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
+        if not isinstance(self.model_args, dict):
+            raise ConfigError("model_args must be a mapping of model options, e.g. {g_ch: 32}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(key: str, value, current):
+    """Convert a YAML/CLI value to the type of the field's current value."""
+    if value is None or current is None:
+        return value
+    kind = type(current)
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        if kind in (int, float) and isinstance(value, str):
+            return kind(float(value)) if kind is int and "e" in value.lower() else kind(value)
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if kind is float and isinstance(value, int):
+            return float(value)
+    except ValueError:
+        raise ConfigError(f"{key} expects a {kind.__name__}, got {value!r}") from None
+    if kind is not dict and not isinstance(value, kind):
+        raise ConfigError(f"{key} expects a {kind.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+    """A copy of cfg with overrides applied; `model_args.g_ch: 32` style keys reach into model_args."""
+    values = cfg.to_dict()
+    for key, value in overrides.items():
+        if key.startswith("model_args."):
+            values["model_args"] = {**values["model_args"], key.split(".", 1)[1]: yaml.safe_load(str(value))
+                                    if isinstance(value, str) else value}
+            continue
+        if key not in FIELDS:
+            raise ConfigError(f"unknown config key {key!r}{did_you_mean(key, list(FIELDS))}")
+        values[key] = _coerce(key, value, values[key] if values[key] is not None else None)
+    return TrainConfig(**values).validate()
+
+
+def load_yaml(path: str | Path) -> dict:
+    """The overrides in a YAML config file (a flat mapping of TrainConfig keys)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, e.g. `lr_d: 4.0e-4`")
+    return data
+
+
+def parse_sets(items: list[str]) -> dict:
+    """`["lr_d=4e-4", "model_args.g_ch=32"]` -> {"lr_d": "4e-4", ...}; values stay strings until coerced."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,43 @@
+"""Progress: a tqdm bar in a terminal, plain log lines otherwise (files, CI, non-zero ranks print nothing)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.enabled, self.total = enabled, total
+        self.tty = enabled and sys.stderr.isatty()
+        self.t0 = time.time()
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, step: int, log: dict, alarm: str | None = None) -> None:
+        if not self.enabled:
+            return
+        text = (f"D {log['loss_d']:.3f} G {log['loss_g']:.3f} | {log['images_per_sec']:.0f} img/s (last window)"
+                + (" | ALARM" if alarm else ""))
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix_str(text, refresh=True)
+        else:
+            elapsed = time.time() - self.t0
+            print(f"step {step}/{self.total} | {text} | {elapsed / 60:.1f} min", file=sys.stderr, flush=True)
+
+    def write(self, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

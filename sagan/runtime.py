@@ -1,0 +1,99 @@
+"""Where and how a run executes: device, precision, threads, determinism, and the distributed group."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from sagan.errors import ConfigError
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype, None for fp32
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def autocast(self):
+        """bf16 autocast when the run is in bf16, else a no-op context."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def precision(self) -> str:
+        return "fp32" if self.dtype is None else "bf16"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has native bf16 dot products (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    return torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") and (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    )
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but this machine has no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 or None (fp32). "auto" picks bf16 where the hardware has fast bf16 maths."""
+    if precision == "fp32":
+        return None
+    fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16()
+    if precision == "bf16" and device.type == "cuda" and not fast:
+        raise ConfigError("this GPU has no bf16 support; use --precision fp32")
+    return torch.bfloat16 if (precision == "bf16" or fast) else None
+
+
+def setup_runtime(device: str, precision: str, threads: int, deterministic: bool, timeout_s: float) -> Runtime:
+    """Start the distributed group when launched by torchrun, pick device and precision, set threads."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if threads:
+        torch.set_num_threads(threads)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return Runtime(dev, resolve_dtype(precision, dev), rank, world_size)
+
+
+def shutdown_runtime(rt: Runtime) -> None:
+    if rt.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,45 @@
+"""Drawing samples from a generator: seeded, batched, optionally class-conditional and truncated."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sagan.data import to_uint8
+
+
+def sample_latents(num: int, z_dim: int, generator: torch.Generator, truncation: float | None = None) -> torch.Tensor:
+    """Standard normal z (num, z_dim); with truncation t, entries with |z| > t are redrawn (BigGAN's trick)."""
+    z = torch.randn(num, z_dim, generator=generator)
+    if truncation is not None:
+        if truncation <= 0:
+            raise ValueError("truncation must be positive")
+        while (bad := z.abs() > truncation).any():
+            z[bad] = torch.randn(int(bad.sum()), generator=generator)
+    return z
+
+
+def sample_labels(num: int, num_classes: int, class_index: int | None = None) -> torch.Tensor | None:
+    """Balanced labels 0, 1, ..., K-1, 0, ... (or all `class_index`); None for unconditional models."""
+    if num_classes == 0:
+        return None
+    if class_index is not None:
+        if not 0 <= class_index < num_classes:
+            raise ValueError(f"class {class_index} out of range: the model has classes 0..{num_classes - 1}")
+        return torch.full((num,), class_index, dtype=torch.long)
+    return torch.arange(num) % num_classes
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, num: int, seed: int = 0, batch_size: int = 256, class_index: int | None = None,
+             truncation: float | None = None) -> torch.Tensor:
+    """`num` samples as uint8 (N, C, H, W) on the CPU; the same seed gives the same images."""
+    rng = torch.Generator().manual_seed(seed)
+    device = next(generator.parameters()).device
+    z = sample_latents(num, generator.z_dim, rng, truncation)
+    y = sample_labels(num, generator.num_classes, class_index)
+    out = []
+    for i in range(0, num, batch_size):
+        yb = y[i:i + batch_size].to(device) if y is not None else None
+        out.append(to_uint8(generator(z[i:i + batch_size].to(device), yb).float().cpu()))
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.uint8)
