@@ -9,9 +9,20 @@ from pathlib import Path
 
 from sagan.errors import ConfigError
 
+EXAMPLES = """examples:
+  sagan eval runs/fmnist        # a run: 10,000 samples of G_ema against the data it was trained on
+  sagan eval samples.npz --against fashion-mnist --num 10000 --metrics fd,kid,is,pr
+  sagan eval samples/ --against cifar10 --inception-weights weights-inception-2015-12-05-6726825d.pth
+
+Fashion-MNIST is scored with the shipped classifier by default (fd_fmnist, kid_fmnist, ...; never "fid");
+other data with Inception-v3 (fid, kid, is, ...). Reference features are cached under $SAGAN_CACHE/stats.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `sagan eval`."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLES
     parser.add_argument("target", help="a run folder, a checkpoint, a folder of images or an .npz of samples")
     parser.add_argument("--against", metavar="REF",
                         help="reference: a data set name (its test split unless --split), a folder or an .npz; "

@@ -97,8 +97,12 @@ class Reference:
 
 
 def _canonical_dataset(spec: str) -> str | None:
+    """The data set a reference names ("fmnist" -> "fashion-mnist"), or None for a path (as sagan.data decides:
+    a name wins over a same-named folder unless the spec looks like a path)."""
     from sagan.data import DATASETS
 
+    if os.sep in spec or (os.altsep and os.altsep in spec) or spec.startswith((".", "~")):
+        return None
     squash = spec.strip().lower().replace("-", "").replace("_", "")
     for name in DATASETS:
         if squash == name.replace("-", ""):
@@ -171,9 +175,8 @@ def _load_image_folder(path: Path) -> tuple[torch.Tensor, str]:
 
     size, channels = _peek_folder(path)
     data = load_data(str(path), size, channels=channels, split="all")
-    if data.streamed:
-        data.images = data.get(torch.arange(len(data)))[0]
-    return data.images, data.source
+    images = data.get(torch.arange(len(data)))[0] if data.streamed else data.images
+    return images, data.source
 
 
 _REFERENCE_MEMO: dict[tuple, Reference] = {}
@@ -190,7 +193,7 @@ def load_reference(against: str, size: int, split: str | None = None, root: str 
     if memo_key in _REFERENCE_MEMO:
         return _REFERENCE_MEMO[memo_key]
     path = Path(against).expanduser()
-    name = None if path.exists() else _canonical_dataset(against)
+    name = _canonical_dataset(against)
     if name is not None:
         from sagan.data import load_data
 
@@ -273,8 +276,7 @@ _EXTRACTOR_MEMO: dict[tuple, FeatureExtractor] = {}
 
 def default_extractor(against: str) -> str:
     """The extractor used for a reference when none is named: the data set's own, else "inception"."""
-    name = None if Path(against).expanduser().exists() else _canonical_dataset(against)
-    return DEFAULT_FOR_DATASET.get(name or "", "inception")
+    return DEFAULT_FOR_DATASET.get(_canonical_dataset(against) or "", "inception")
 
 
 def get_extractor(name: str, weights: str | None = None, device: str | torch.device = "cpu") -> FeatureExtractor:
