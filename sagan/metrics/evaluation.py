@@ -332,6 +332,7 @@ def evaluate(
     split: str | None = None,
     ref_num: int | None = None,
     seed: int = 0,
+    root: str | None = None,
     weights: str | None = None,
     cache_dir: str | None = None,
     use_cache: bool = True,
@@ -347,6 +348,7 @@ def evaluate(
         "fmnist"), Inception otherwise. `weights` overrides the extractor's weights file.
     ref_num: use a fixed random subset of this many reference images (all by default).
     seed: recorded, and seeds the random subsets of KID and the score splits.
+    root: where to look for the named data set first (as in `sagan.data.load_data`).
     provenance: extra fields for the record (target, checkpoint, step, ema, ...), merged in.
     """
     t_start = time.perf_counter()
@@ -355,7 +357,7 @@ def evaluate(
                          f"{tuple(getattr(fake, 'shape', ()))}; use sagan.data.to_uint8 on [-1, 1] floats")
     metrics = parse_metrics(metrics)
     fake = fake.cpu()
-    ref = load_reference(against, fake.shape[-1], split)
+    ref = load_reference(against, fake.shape[-1], split, root=root)
     fake_eval, resize_note = match_geometry(fake, ref)
     ex = get_extractor(features or default_extractor(against), weights, device)
 
@@ -450,6 +452,40 @@ def evaluate(
     }  # fmt: skip
     prov.update(provenance or {})
     return {**scores, "provenance": prov}
+
+
+def evaluate_generator(
+    generator: torch.nn.Module,
+    against: str,
+    num: int = 2000,
+    seed: int = 0,
+    metrics: str | Sequence[str] = METRICS,
+    features: str | None = None,
+    *,
+    data_root: str | None = None,
+    batch_size: int = 256,
+    step: int | None = None,
+    ema: bool | None = None,
+    checkpoint: str | None = None,
+) -> dict:
+    """Sample `num` images of an in-memory generator (seeded) and `evaluate` them; what a trainer calls.
+
+    Features are computed on the generator's device; the reference features are cached on disk and the
+    extractor is kept in memory, so repeated calls pay for sampling, generated features and the metrics only.
+    """
+    from sagan.sampling import generate
+
+    was_training = generator.training
+    generator.eval()
+    t0 = time.perf_counter()
+    try:
+        images = generate(generator, num, seed=seed, batch_size=batch_size)
+    finally:
+        generator.train(was_training)
+    device = next(generator.parameters()).device
+    prov = {"target": "generator in memory", "target_kind": "generator", "checkpoint": checkpoint, "step": step,
+            "ema": ema, "generation_seconds": round(time.perf_counter() - t0, 3)}
+    return evaluate(images, against, metrics, features, seed=seed, root=data_root, device=device, provenance=prov)
 
 
 def scores_only(result: dict) -> dict[str, float]:
