@@ -86,6 +86,10 @@ def g_step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Op
 class Interrupted(Exception):
     """Raised inside the loop after SIGINT/SIGTERM, once the current step has finished."""
 
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + int(signum)
+
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
@@ -226,8 +230,11 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             "batches": batches.state_dict(), "rng": rng, "precision": rt.precision,
         }
 
+    saved_at = {"step": -1}
+
     def save(at_step: int) -> Path | None:
         rng = _rng_state(rt)  # a collective in distributed runs: every rank takes part
+        saved_at["step"] = at_step
         if not rt.is_main:
             return None
         path = save_checkpoint(state_at(at_step, rng), checkpoint_path(run, at_step))
@@ -297,13 +304,19 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                 best = _evaluate_during_training(cfg, g_ema, step, stats, rt, best, save_best)
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
                 last_path = save(step) or last_path
-            if stop["signal"] is not None:
-                raise Interrupted()
-            if cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes:
+            interrupted = stop["signal"] is not None
+            out_of_time = bool(cfg.max_minutes) and (time.time() - t_start) / 60 >= cfg.max_minutes
+            if rt.distributed:  # every rank must leave the loop at the same step, or the next collective hangs
+                flags = torch.tensor([float(interrupted), float(out_of_time)])
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                interrupted, out_of_time = bool(flags[0]), bool(flags[1])
+            if interrupted:
+                raise Interrupted(stop["signal"] or signal.SIGTERM)
+            if out_of_time:
                 if rt.is_main:
                     progress.write(f"time budget of {cfg.max_minutes:g} min reached at step {step}")
                 break
-        if last_path is None or not last_path.name.endswith(f"{step:09d}.pt"):
+        if saved_at["step"] != step:
             last_path = save(step) or last_path
     except Interrupted:
         last_path = save(step) or last_path

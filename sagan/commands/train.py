@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from sagan.config import FIELDS, TrainConfig, apply_overrides, load_yaml, parse_sets
@@ -78,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = train(cfg)
-    except Interrupted:
-        return 130
-    if "RANK" not in __import__("os").environ or __import__("os").environ.get("RANK") == "0":
+    except Interrupted as exc:
+        return exc.exit_code  # 130 after SIGINT, 143 after SIGTERM, as shells report them
+    if os.environ.get("RANK", "0") == "0":
         print(f"trained {summary['steps']} steps ({summary['steps_this_session']} this session) in "
               f"{summary['minutes']} min at {summary['images_per_sec']} real images/s (wall clock, all D steps, "
               f"{summary['precision']} on {summary['device']}, {summary['world_size']} process(es)); "

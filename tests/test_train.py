@@ -1,0 +1,259 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sagan import losses
+from sagan.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, load_generator, save_checkpoint
+from sagan.config import TrainConfig, apply_overrides
+from sagan.errors import CheckpointError, ConfigError, SaganError
+from sagan.stats import read_metrics
+from sagan.train import train
+from tests.conftest import tiny_train_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(**kw):
+    return apply_overrides(TrainConfig(), kw)
+
+
+def _weights(path):
+    state = load_checkpoint(path)
+    return {k: state[k] for k in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d")}
+
+
+def _assert_identical(a, b):
+    for part in a:
+        if part.startswith("opt"):
+            for (k1, v1), (k2, v2) in zip(sorted(a[part]["state"].items()), sorted(b[part]["state"].items())):
+                for name in v1:
+                    assert torch.equal(v1[name], v2[name]), f"{part} state {k1}.{name} differs"
+            continue
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs"
+
+
+def test_run_folder_contents(tiny_folder, tmp_path):
+    summary = train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 6)))
+    run = tmp_path / "run"
+    assert summary["steps"] == 6
+    assert (run / "config.yaml").exists() and (run / "samples" / "final.png").exists()
+    assert (run / "generator.safetensors").exists() and (run / "generator.json").exists()
+    assert list((run / "tensorboard").iterdir())
+    records = [r for r in read_metrics(run) if r["kind"] == "train"]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    for key in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_sec", "lr_g", "lr_d", "gamma/G.16",
+                "gamma/D.16", "sigma/G.max", "sigma/D.mean", "grad_norm_g", "grad_norm_d", "diversity"):
+        assert key in records[-1], key
+    assert records[-1]["lr_g"] == 1e-4 and records[-1]["lr_d"] == 4e-4
+    state = load_checkpoint(list_checkpoints(run)[-1])
+    assert state["model"]["num_classes"] == 2 and state["model"]["img_channels"] == 3
+    assert state["train_config"]["beta1"] == 0.0 and state["train_config"]["beta2"] == 0.9
+    # the generator alone can be rebuilt from the checkpoint and from the export
+    g1, info = load_generator(run)
+    g2, _ = load_generator(run / "generator.safetensors")
+    z, y = torch.randn(2, 128), torch.tensor([0, 1])
+    assert info["ema"] and info["step"] == 6
+    assert torch.equal(g1(z, y), g2(z, y))
+
+
+def test_exact_resume_is_bitwise_identical(tiny_folder, tmp_path):
+    """2N steps in one go == N steps, stop, resume, N steps: G, D, G_ema and optimiser states."""
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "straight", 8, checkpoint_every=4)))
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "split", 4, checkpoint_every=4)))
+    assert load_checkpoint(list_checkpoints(tmp_path / "split")[-1])["step"] == 4
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "split", 8, checkpoint_every=4)))
+    a = _weights(tmp_path / "straight" / "checkpoints" / "step_000000008.pt")
+    b = _weights(tmp_path / "split" / "checkpoints" / "step_000000008.pt")
+    _assert_identical(a, b)
+
+
+def test_resume_refuses_another_model(tiny_folder, tmp_path):
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 3)))
+    with pytest.raises(CheckpointError, match="other settings"):
+        train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 6, model="sngan_32")))
+    assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1])["step"] == 3  # nothing lost
+
+
+def test_truncated_newest_checkpoint_falls_back(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    train(_cfg(**tiny_train_args(tiny_folder, run, 6)))
+    newest = list_checkpoints(run)[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(newest)
+    with pytest.warns(UserWarning, match="skipping"):
+        path, state = latest_checkpoint(run)
+    assert state["step"] == 3
+    with pytest.warns(UserWarning):
+        train(_cfg(**tiny_train_args(tiny_folder, run, 9)))  # resumes from step 3
+    assert load_checkpoint(list_checkpoints(run)[-1])["step"] == 9
+
+
+def test_checkpoint_write_failure_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+
+    def disk_full(obj, f):
+        f.write(b"partial bytes")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match="No space left.*previous checkpoint is intact"):
+        save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"], "no temporary file may be left behind"
+
+
+def test_crafted_checkpoint_is_refused_and_its_code_does_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        torch.save({"format": "sagan-checkpoint", "version": 1, "payload": Exploit()}, f)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_foreign_and_future_files_are_refused(tmp_path):
+    torch.save({"some": torch.ones(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a sagan checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    torch.save({"format": "sagan-checkpoint", "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_checkpoint(tmp_path / "future.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "text.pt")
+
+
+def test_non_finite_loss_stops_with_the_last_finite_state(tiny_folder, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_hinge = losses.hinge_d
+
+    def flaky(real, fake):
+        calls["n"] += 1
+        return real_hinge(real, fake) * (float("nan") if calls["n"] == 5 else 1.0)
+
+    monkeypatch.setitem(losses.LOSSES, "hinge", (flaky, losses.hinge_g))
+    with pytest.raises(SaganError, match="NaN or infinite at step 5.*saved"):
+        train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 10)))
+    state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1])
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["discriminator"].values() if v.is_floating_point())
+
+
+def test_bad_values_are_config_errors(tiny_folder, tmp_path):
+    with pytest.raises(ConfigError, match="n_dis must be positive"):
+        _cfg(n_dis=0)
+    with pytest.raises(ConfigError, match="lr_d must be positive"):
+        _cfg(lr_d=-1e-4)
+    with pytest.raises(ConfigError, match="did you mean: lr_d"):
+        _cfg(lr_dd=1e-4)
+    with pytest.raises(ConfigError, match="larger than the data set"):
+        train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 2, batch_size=100)))
+
+
+def test_time_budget_stops_and_saves(tiny_folder, tmp_path):
+    summary = train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 100_000, max_minutes=0.05)))
+    assert 0 < summary["steps"] < 100_000
+    assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1])["step"] == summary["steps"]
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "sagan", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _tiny_cli_args(data, out, steps):
+    return ["train", "--model", "sagan_32", "--data", str(data), "--out", str(out), "--max-steps", str(steps),
+            "--batch-size", "8", "--threads", "1", "--precision", "fp32", "--set", "model_args.g_ch=8",
+            "--set", "model_args.d_ch=8", "--set", "log_every=1", "--checkpoint-every", "1000"]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_and_exits_cleanly(tiny_folder, tmp_path, sig, code):
+    run = tmp_path / "run"
+    proc = _cli(*_tiny_cli_args(tiny_folder, run, 100_000))
+    deadline = time.time() + 60
+    while time.time() < deadline and len(read_metrics(run)) < 3:
+        time.sleep(0.2)
+    t0 = time.time()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert time.time() - t0 < 20
+    assert "interrupted: saved" in err and "Traceback" not in err
+    state = load_checkpoint(list_checkpoints(run)[-1])
+    assert state["step"] >= 3
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from sagan.cli import main
+
+    for args, needle in [
+        (["train", "--data", str(tmp_path / "missing")], "no such file or folder"),
+        (["train", "--model", "sagan32"], "did you mean: sagan_32"),
+        (["train", "--set", "lr_dd=1"], "did you mean: lr_d"),
+        (["train", "--lr-d", "-1"], "lr_d must be positive"),
+        (["train", "--device", "cuda:0"], "no CUDA GPU"),
+        (["sample", str(tmp_path), "--out", str(tmp_path / "x.npz")], "holds no checkpoints"),
+    ]:
+        extra = ["--out", str(tmp_path / "o")] if args[0] == "train" else []
+        assert main([*args, *extra]) == 2, args
+        err = capsys.readouterr().err
+        lines = [line for line in err.strip().splitlines() if line]
+        assert len(lines) == 1 and needle in lines[0], (args, err)
+        assert "Traceback" not in err
+
+
+def test_sample_command(tiny_folder, tmp_path):
+    import numpy as np
+
+    from sagan.cli import main
+
+    run = tmp_path / "run"
+    train(_cfg(**tiny_train_args(tiny_folder, run, 3)))
+    out = []
+    for i in range(2):
+        code = main(["sample", str(run), "--num", "10", "--out", str(tmp_path / f"s{i}.npz"), "--grid",
+                     str(tmp_path / "grid.png"), "--seed", "3"])
+        assert code == 0
+        out.append(np.load(tmp_path / f"s{i}.npz"))
+    assert out[0]["images"].shape == (10, 32, 32, 3) and out[0]["images"].dtype.name == "uint8"
+    assert (out[0]["images"] == out[1]["images"]).all(), "the same seed gives the same samples"
+    assert list(out[0]["labels"]) == [0, 1] * 5
+    assert (tmp_path / "grid.png").exists()
+
+
+@pytest.mark.slow
+def test_two_process_distributed_run(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "sagan",
+           *_tiny_cli_args(tiny_folder, run, 4)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = load_checkpoint(list_checkpoints(run)[-1])
+    assert state["step"] == 4 and len(state["rng"]["ranks"]) == 2
+    assert json.loads(json.dumps(state["batches"]))["position"] >= 0
+    # rank 0 alone writes: one metrics file with one record per logged step
+    steps = [r["step"] for r in read_metrics(run) if r["kind"] == "train"]
+    assert steps == [1, 2, 3, 4]
+    assert "trained 4 steps" in proc.stderr and "2 process(es)" in proc.stderr
