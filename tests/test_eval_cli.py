@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from sagan.cli import main
@@ -20,6 +21,10 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("SAGAN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SAGAN_OFFLINE", "1")
     evaluate_module._REFERENCE_MEMO.clear()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +146,7 @@ def test_evaluate_generator_is_what_the_trainer_calls():
     from sagan.metrics import evaluate_generator, scores_only
 
     g = _small_generator().train()
-    out = evaluate_generator(g, "fashion-mnist", num=30, seed=1, metrics="fd,kid", step=5, ema=True)
+    out = evaluate_generator(g, "fashion-mnist", num=30, seed=1, metrics="fd,kid", ref_num=200, step=5, ema=True)
     assert g.training  # mode restored
     assert set(scores_only(out)) >= {"fd_fmnist", "kid_fmnist", "kid_fmnist_std", "class_frac_fmnist_min"}
     assert out["provenance"]["step"] == 5 and out["provenance"]["target_kind"] == "generator"

@@ -463,6 +463,7 @@ def evaluate_generator(
     features: str | None = None,
     *,
     data_root: str | None = None,
+    ref_num: int | None = None,
     batch_size: int = 256,
     step: int | None = None,
     ema: bool | None = None,
@@ -485,7 +486,8 @@ def evaluate_generator(
     device = next(generator.parameters()).device
     prov = {"target": "generator in memory", "target_kind": "generator", "checkpoint": checkpoint, "step": step,
             "ema": ema, "generation_seconds": round(time.perf_counter() - t0, 3)}
-    return evaluate(images, against, metrics, features, seed=seed, root=data_root, device=device, provenance=prov)
+    return evaluate(images, against, metrics, features, seed=seed, root=data_root, ref_num=ref_num, device=device,
+                    provenance=prov)
 
 
 def scores_only(result: dict) -> dict[str, float]:

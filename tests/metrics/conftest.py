@@ -1,15 +1,20 @@
 import pytest
+import torch
 
 from sagan.metrics import evaluation as evaluate_module
 
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own stats cache and forgets in-process memos."""
+    """Every test gets its own stats cache, forgets in-process memos, and uses one torch thread (small
+    tensors on a shared machine: more threads only wait for each other)."""
     monkeypatch.setenv("SAGAN_CACHE", str(tmp_path / "sagan-cache"))
     evaluate_module._REFERENCE_MEMO.clear()
     evaluate_module._EXTRACTOR_MEMO.clear()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     evaluate_module._REFERENCE_MEMO.clear()
     evaluate_module._EXTRACTOR_MEMO.clear()
 

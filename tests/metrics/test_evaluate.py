@@ -42,7 +42,7 @@ def test_fmnist_scores_have_fixed_honest_keys_and_provenance(fmnist_test):
 
 def test_real_images_score_as_real(fmnist_test):
     images, _ = fmnist_test
-    out = evaluate(images[:500], "fashion-mnist", "fd,pr,is", ref_num=2000)
+    out = evaluate(images[:500], "fashion-mnist", "fd,pr,is", ref_num=1000)
     assert out["precision_fmnist"] > 0.8 and out["recall_fmnist"] > 0.8
     assert out["is_fmnist"] > 5
     assert out["class_frac_fmnist_min"] > 0.05
