@@ -58,7 +58,7 @@ class FeatureExtractor:
     weights_path: str = ""
     weights_sha256: str = ""
     feature_layer: str = ""
-    input_channels: int = 3
+    input_channels: tuple[int, ...] = (1, 3)  # channel counts accepted (grey is repeated where RGB is needed)
     input_size: int | None = None  # the only size accepted, or None for any
     class_names: tuple[str, ...] = ()
 
@@ -83,6 +83,10 @@ class FeatureExtractor:
         """Raise SaganError for images this extractor cannot read."""
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise SaganError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if images.shape[1] not in self.input_channels:
+            raise SaganError(f"the {self.name} extractor reads {' or '.join(map(str, self.input_channels))}-channel "
+                             f"images, got {images.shape[1]}; compare against a data set of that kind or use "
+                             "--features inception")
         if self.input_size is not None and tuple(images.shape[-2:]) != (self.input_size, self.input_size):
             raise SaganError(
                 f"the {self.name} extractor reads {self.input_size}x{self.input_size} images, got "
@@ -115,7 +119,7 @@ class FmnistExtractor(FeatureExtractor):
     name = "fmnist"
     suffix = "_fmnist"
     feature_layer = "penultimate-128"  # global average pool of the last conv block
-    input_channels = 1
+    input_channels = (1,)
     input_size = 28
 
     def __init__(self, weights: str | Path | None = None, device: str | torch.device = "cpu", batch_size: int = 500):
@@ -209,7 +213,6 @@ class InceptionExtractor(FeatureExtractor):
     name = "inception"
     suffix = ""
     feature_layer = "pool3-2048"
-    input_channels = 3
 
     def __init__(self, weights: str | Path | None = None, device: str | torch.device = "cpu", batch_size: int = 50):
         super().__init__(device, batch_size)

@@ -31,6 +31,8 @@ def test_fmnist_extractor_shapes_and_input_checks():
         ex.extract(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
     with pytest.raises(SaganError, match="uint8"):
         ex.extract(torch.zeros(2, 1, 28, 28))
+    with pytest.raises(SaganError, match="1-channel"):
+        ex.extract(torch.zeros(2, 3, 28, 28, dtype=torch.uint8))
 
 
 def test_fmnist_classifier_recognises_real_test_images():
