@@ -7,4 +7,21 @@ Public API: `create_model`, `list_models`, `ModelConfig`, `GAN`; training, sampl
 from sagan.models import GAN, ModelConfig, create_model, list_models
 
 __version__ = "0.1.0"
-__all__ = ["GAN", "ModelConfig", "create_model", "list_models", "__version__"]
+__all__ = ["GAN", "ModelConfig", "create_model", "list_models", "train", "evaluate", "load_generator", "__version__"]
+
+
+def __getattr__(name: str):
+    # train/evaluate/load_generator pull in data, metrics and TensorBoard: import them on first use only
+    if name == "train":
+        from sagan.train import train
+
+        return train
+    if name == "evaluate":
+        from sagan.metrics import evaluate
+
+        return evaluate
+    if name == "load_generator":
+        from sagan.checkpoint import load_generator
+
+        return load_generator
+    raise AttributeError(f"module 'sagan' has no attribute {name!r}")

@@ -164,6 +164,9 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         try:
             (run / "samples").mkdir(parents=True, exist_ok=True)
             (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+            probe = run / "checkpoints" / ".write-test"
+            probe.write_bytes(b"")  # fail now, not after an hour of training
+            probe.unlink()
         except OSError as exc:
             raise SaganError(f"cannot write the run folder {run}: {exc.strerror}; choose another --out") from None
     torch.manual_seed(cfg.seed)
@@ -356,10 +359,12 @@ def _evaluate_during_training(cfg, g_ema, step, stats, rt, best, save_best):
         return best
     from sagan.metrics import evaluate_generator  # imported late: feature extractors are heavy
 
-    scores = evaluate_generator(g_ema, against=cfg.data, num=cfg.eval_num, seed=cfg.seed, data_root=cfg.data_root)
+    scores = evaluate_generator(g_ema, against=cfg.data, num=cfg.eval_num, seed=cfg.seed, data_root=cfg.data_root,
+                                step=step, ema=True)
     flat = {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     stats.log(step, flat, kind="eval")
-    key = next((k for k in flat if k == cfg.eval_metric or k.startswith(cfg.eval_metric + "_")), None)
+    names = {cfg.eval_metric, "fid" if cfg.eval_metric == "fd" else cfg.eval_metric}  # Inception's FD is "fid"
+    key = next((k for k in flat if k in names or k.startswith(cfg.eval_metric + "_")), None)
     if key is None or not math.isfinite(flat[key]):
         return best
     lower_is_better = not key.startswith(("precision", "recall", "is", "density", "coverage"))
