@@ -35,7 +35,7 @@ class TrainConfig:
     n_dis: int = 1
     loss: str = "hinge"
     ema_decay: float = 0.999
-    ema_start: int = 0  # G_ema copies G until this step, then averages
+    ema_start: int = 0  # G_ema copies G until this step, then averages (with a warm-up, see train.ema_decay_at)
     # how to run
     precision: str = "auto"
     channels_last: bool = True

@@ -100,6 +100,18 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         b_ema.copy_(b)
 
 
+def ema_decay_at(step: int, decay: float, start: int = 0) -> float:
+    """G_ema's decay at a step: 0 (copy) before `start`, then min(decay, (1 + t) / (10 + t)).
+
+    The warm-up (as in TensorFlow's ExponentialMovingAverage with num_updates) keeps G_ema from averaging
+    in the untrained first weights, which matters for CPU runs of only a few thousand steps.
+    """
+    if step < start:
+        return 0.0
+    t = step - start
+    return min(decay, (1.0 + t) / (10.0 + t))
+
+
 def _unwrap(module: nn.Module) -> nn.Module:
     module = module.module if isinstance(module, DDP) else module
     return getattr(module, "_orig_mod", module)  # torch.compile wrapper
@@ -280,7 +292,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                     "grad_norm_d": float(nn.utils.get_total_norm([p.grad for p in d_plain.parameters() if p.grad is not None])),
                 }
             opt_g.step()
-            update_ema(g_ema, g_plain, 0.0 if step < cfg.ema_start else cfg.ema_decay)
+            update_ema(g_ema, g_plain, ema_decay_at(step, cfg.ema_decay, cfg.ema_start))
             step += 1
             window_images += cfg.batch_size * cfg.n_dis * rt.world_size
 

@@ -257,3 +257,20 @@ def test_two_process_distributed_run(tiny_folder, tmp_path):
     steps = [r["step"] for r in read_metrics(run) if r["kind"] == "train"]
     assert steps == [1, 2, 3, 4]
     assert "trained 4 steps" in proc.stderr and "2 process(es)" in proc.stderr
+
+
+def test_ema_warms_up_then_averages():
+    from torch import nn
+
+    from sagan.train import ema_decay_at, update_ema
+
+    assert ema_decay_at(0, 0.999) == 0.1 and ema_decay_at(5, 0.999, start=10) == 0.0
+    assert ema_decay_at(10**6, 0.999) == 0.999
+    assert all(ema_decay_at(t, 0.999) <= ema_decay_at(t + 1, 0.999) for t in range(2000))
+    model, ema = nn.BatchNorm1d(2), nn.BatchNorm1d(2)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+        model.running_mean.fill_(7.0)
+    update_ema(ema, model, 0.75)
+    assert torch.allclose(ema.weight, torch.full((2,), 0.75 * 1 + 0.25 * 3))
+    assert torch.equal(ema.running_mean, model.running_mean), "buffers are copied, not averaged"
