@@ -49,18 +49,25 @@ class CollapseAlarm:
 
     - mode collapse: diversity < `ratio` x the median of the first `warmup` readings;
     - D wins outright: mean D(real) - D(fake) above `margin` (hinge margin is 2) for `patience` readings.
+
+    Each episode is reported once: a condition that persists, or flickers around its threshold, stays one
+    episode until it has been clear for `cooldown` readings in a row. `active` holds the message of the
+    current episode (None when healthy); the trainer shows it on the progress line.
     """
 
-    def __init__(self, ratio: float = 0.25, warmup: int = 5, margin: float = 4.0, patience: int = 10) -> None:
+    def __init__(self, ratio: float = 0.25, warmup: int = 5, margin: float = 4.0, patience: int = 10,
+                 cooldown: int = 3) -> None:
         self.ratio, self.warmup, self.margin, self.patience = ratio, warmup, margin, patience
+        self.cooldown = cooldown
         self.early: list[float] = []
         self.separated = 0
+        self.clear = 0
         self.active: str | None = None
         self._kind: str | None = None
 
-    def update(self, step: int, log: dict) -> str | None:
-        """Feed one log record; returns a message when an alarm starts (once per episode)."""
-        event = None
+    def check(self, log: dict) -> tuple[str, str] | None:
+        """(kind, message) of the condition this reading shows, or None; updates the running counts."""
+        problem = None
         diversity = log.get("diversity")
         if diversity is not None:
             if len(self.early) < self.warmup:
@@ -68,14 +75,27 @@ class CollapseAlarm:
             else:
                 reference = sorted(self.early)[len(self.early) // 2]
                 if diversity < self.ratio * reference:
-                    event = (f"possible mode collapse: sample diversity {diversity:.3f} is below "
-                             f"{self.ratio:g}x its early value {reference:.3f}")
+                    message = (f"possible mode collapse: sample diversity {diversity:.3f} is below "
+                               f"{self.ratio:g}x its early value {reference:.3f}")
+                    problem = ("collapse", message)
         gap = log.get("d_real", 0.0) - log.get("d_fake", 0.0)
         self.separated = self.separated + 1 if gap > self.margin else 0
-        if event is None and self.separated >= self.patience:
-            event = (f"D separates real from fake perfectly (D(real) - D(fake) = {gap:.2f} for "
-                     f"{self.separated} readings): G may have stopped learning")
-        kind = event.split(":")[0] if event else None
-        started = event if kind is not None and kind != self._kind else None
-        self._kind, self.active = kind, event
+        if problem is None and self.separated >= self.patience:
+            message = (f"D separates real from fake perfectly (D(real) - D(fake) = {gap:.2f} for "
+                       f"{self.separated} readings): G may have stopped learning")
+            problem = ("separation", message)
+        return problem
+
+    def update(self, step: int, log: dict) -> str | None:
+        """Feed one log record; returns a message when an alarm starts (once per episode)."""
+        problem = self.check(log)
+        if problem is None:
+            self.clear += 1
+            if self.clear >= self.cooldown:
+                self._kind, self.active = None, None
+            return None
+        self.clear = 0
+        kind, message = problem
+        started = message if kind != self._kind else None
+        self._kind, self.active = kind, message
         return started
