@@ -22,7 +22,8 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sagan", description="Self-Attention GANs: train, sample, score, look inside.")
+    parser = argparse.ArgumentParser(prog="sagan",
+                                     description="Self-Attention GANs: train, sample, score, look inside.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():

@@ -70,7 +70,8 @@ class TrainConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.loss not in LOSSES:
-            raise ConfigError(f"unknown loss {self.loss!r}{did_you_mean(self.loss, LOSSES)}; choose {', '.join(LOSSES)}")
+            raise ConfigError(f"unknown loss {self.loss!r}{did_you_mean(self.loss, LOSSES)}; "
+                              f"choose {', '.join(LOSSES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
         if not isinstance(self.model_args, dict):

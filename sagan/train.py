@@ -35,7 +35,7 @@ from sagan.losses import LOSSES
 from sagan.models import GAN, model_config
 from sagan.progress import Progress
 from sagan.runtime import Runtime, setup_runtime, shutdown_runtime
-from sagan.sampling import sample_labels, sample_latents
+from sagan.sampling import sample_latents
 from sagan.stats import StatsWriter
 
 
@@ -287,10 +287,9 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             loss_g = g_step(generator, d_plain, opt_g, g_loss_fn, z, y_fake, rt, step_optimizer=False)
             grad_norms = None
             if rt.is_main and (step + 1) % cfg.log_every == 0:
-                grad_norms = {
-                    "grad_norm_g": float(nn.utils.get_total_norm([p.grad for p in g_plain.parameters() if p.grad is not None])),
-                    "grad_norm_d": float(nn.utils.get_total_norm([p.grad for p in d_plain.parameters() if p.grad is not None])),
-                }
+                grads = {k: [p.grad for p in net.parameters() if p.grad is not None]
+                         for k, net in (("g", g_plain), ("d", d_plain))}
+                grad_norms = {f"grad_norm_{k}": float(nn.utils.get_total_norm(g)) for k, g in grads.items()}
             opt_g.step()
             update_ema(g_ema, g_plain, ema_decay_at(step, cfg.ema_decay, cfg.ema_start))
             step += 1

@@ -32,7 +32,7 @@ def _weights(path):
 def _assert_identical(a, b):
     for part in a:
         if part.startswith("opt"):
-            for (k1, v1), (k2, v2) in zip(sorted(a[part]["state"].items()), sorted(b[part]["state"].items())):
+            for (k1, v1), (_, v2) in zip(sorted(a[part]["state"].items()), sorted(b[part]["state"].items())):
                 for name in v1:
                     assert torch.equal(v1[name], v2[name]), f"{part} state {k1}.{name} differs"
             continue

@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from sagan.models import MODELS, GAN
+from sagan.models import GAN, MODELS
 from sagan.nn import attention_memory_bytes
 
 
@@ -20,7 +20,8 @@ def _mib(n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    header = f"{'model':<17}{'px':>4}{'G params':>11}{'D params':>11}  {'SN':<6}{'attention (G | D)':<20}{'attn MiB':>10}  description"
+    header = (f"{'model':<17}{'px':>4}{'G params':>11}{'D params':>11}  {'SN':<6}{'attention (G | D)':<20}"
+              f"{'attn MiB':>10}  description")
     print(header)
     print("-" * len(header))
     for name, cfg in MODELS.items():
@@ -29,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
         n_g = sum(p.numel() for p in gan.generator.parameters())
         n_d = sum(p.numel() for p in gan.discriminator.parameters())
         sn = ("G" if cfg.g_spectral_norm else "") + ("D" if cfg.d_spectral_norm else "") or "-"
-        where = f"{','.join(f'{r}x{r}' for r in cfg.g_attention) or '-'} | {','.join(f'{r}x{r}' for r in cfg.d_attention) or '-'}"
+        g_where = ",".join(f"{r}x{r}" for r in cfg.g_attention) or "-"
+        d_where = ",".join(f"{r}x{r}" for r in cfg.d_attention) or "-"
+        where = f"{g_where} | {d_where}"
         # G's attention sees the batch once per step; D's sees real and fake, so twice the batch.
         memory = sum(attention_memory_bytes(args.batch_size, r, r) for r in cfg.g_attention)
         memory += sum(attention_memory_bytes(2 * args.batch_size, r, r) for r in cfg.d_attention)

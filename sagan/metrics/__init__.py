@@ -31,6 +31,7 @@ from sagan.metrics.maths import (
 
 __all__ = [
     "EXTRACTORS", "METRICS", "class_fractions", "classifier_score", "create_extractor", "density_coverage",
-    "evaluate", "evaluate_generator", "feature_statistics", "frechet_distance", "frechet_distance_from_stats", "kernel_distance",
+    "evaluate", "evaluate_generator", "feature_statistics", "frechet_distance", "frechet_distance_from_stats",
+    "kernel_distance",
     "load_samples", "parse_metrics", "precision_recall", "resolve_inception_weights", "scores_only", "to_records",
 ]  # fmt: skip

@@ -421,7 +421,8 @@ def evaluate(
             scores[f"class_frac{sfx}_{i}"] = float(f)
             how[f"class_frac{sfx}_{i}"] = f"share of generated images the {ex.name} classifier calls '{class_names[i]}'"
         scores[f"class_frac{sfx}_min"] = float(fractions.min())
-        how[f"class_frac{sfx}_min"] = f"smallest per-class share ({len(class_names)} classes; even = {1 / len(class_names):.3f})"
+        even = 1 / len(class_names)
+        how[f"class_frac{sfx}_min"] = f"smallest per-class share ({len(class_names)} classes; even = {even:.3f})"
     timings["total"] = time.perf_counter() - t_start
 
     import torch_fidelity

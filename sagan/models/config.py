@@ -88,7 +88,8 @@ class ModelConfig:
         ):
             for r in places:
                 if r not in resolutions:
-                    raise ConfigError(f"{net}_attention at {r}x{r}: {net.upper()} has feature maps of {sorted(set(resolutions))}")
+                    raise ConfigError(f"{net}_attention at {r}x{r}: {net.upper()} has feature maps of "
+                                      f"{sorted(set(resolutions))}")
                 width = widths[resolutions.index(r)]
                 if width % 8 or r < 2:
                     raise ConfigError(f"{net}_attention at {r}x{r} needs a width divisible by 8, got {width}")
