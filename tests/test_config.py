@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from sagan.commands.train import add_arguments, resolve_config
+from sagan.config import TrainConfig, apply_overrides, load_yaml
+from sagan.errors import ConfigError
+from sagan.models import model_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def _parse(*argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return resolve_config(parser.parse_args(list(argv)))
+
+
+def test_defaults_are_the_papers_recipe():
+    cfg = TrainConfig()
+    assert (cfg.lr_g, cfg.lr_d, cfg.beta1, cfg.beta2, cfg.n_dis, cfg.loss) == (1e-4, 4e-4, 0.0, 0.9, 1, "hinge")
+    assert model_config(cfg.model).g_spectral_norm and model_config(cfg.model).d_spectral_norm
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_resolve(path):
+    cfg = apply_overrides(TrainConfig(), load_yaml(path))
+    model_config(cfg.model, **cfg.model_args)
+
+
+def test_precedence_file_then_flags_then_set(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("lr_d: 1.0e-3\nbatch_size: 16\nmodel_args: {g_ch: 16}\n")
+    cfg = _parse("--config", str(f), "--batch-size", "32", "--set", "lr_d=2e-4", "--set", "model_args.d_ch=8")
+    assert cfg.lr_d == 2e-4 and cfg.batch_size == 32 and cfg.model_args == {"g_ch": 16, "d_ch": 8}
+    assert isinstance(cfg.beta1, float)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("lr_dd: 1\n", "did you mean: lr_d"),
+    ("batch_size: lots\n", "batch_size expects a int"),
+    ("- a\n- b\n", "must hold a mapping"),
+    ("lr_d: [\n", "not valid YAML"),
+    ("loss: hinj\n", "did you mean: hinge"),
+    ("precision: fp16\n", "unknown precision"),
+])
+def test_bad_config_files(tmp_path, text, needle):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        _parse("--config", str(f))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        _parse("--config", str(tmp_path / "nope.yaml"))
