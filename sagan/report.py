@@ -1,0 +1,346 @@
+"""One self-contained HTML page about a training run: samples, curves, attention maps, scores, config.
+
+Everything is embedded (images as base64 `data:` URIs, styles inline, no scripts), and a Content-Security-Policy
+forbids any network load, so the page opens the same from a laptop, a mail attachment or an archive.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from sagan.errors import SaganError
+from sagan.stats import read_metrics
+
+_STEP_PNG = re.compile(r"step_(\d+)\.png$")
+
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1180px;
+       padding: 0 20px 40px; color: #1d2125; background: #fff; }
+h1 { font-size: 22px; margin: 22px 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
+h3 { font-size: 14px; margin: 14px 0 6px; }
+.muted { color: #666; } .small { font-size: 12px; }
+table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f5f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.grid { display: flex; flex-wrap: wrap; gap: 12px; }
+figure { margin: 0; } figcaption { font-size: 12px; color: #555; text-align: center; }
+img.pixel { image-rendering: pixelated; }
+img.wide { max-width: 100%; height: auto; }
+pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
+.alarm { background: #fff4f4; border-left: 4px solid #d33; padding: 6px 10px; margin: 6px 0; }
+.ok { background: #f3fbf4; border-left: 4px solid #3a3; padding: 6px 10px; margin: 6px 0; }
+nav a { margin-right: 12px; }
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def data_uri(png: bytes) -> str:
+    """PNG bytes as a `data:image/png;base64,...` URI."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _png_file(path: Path) -> tuple[bytes, tuple[int, int]] | None:
+    """A PNG file re-encoded through PIL (so a torn file is skipped, not embedded broken) and its size."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            return buffer.getvalue(), image.size
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def _img(png: bytes, alt: str, css: str = "wide", width: int | None = None) -> str:
+    size = f' width="{width}"' if width else ""
+    return f'<img class="{css}" src="{data_uri(png)}" alt="{_e(alt)}"{size}>'
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if v == 0 or 1e-3 <= abs(v) < 1e6 else f"{v:.3e}"
+    return str(v)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _samples_section(run: Path, max_grids: int) -> str:
+    files = sorted((p for p in (run / "samples").glob("step_*.png") if _STEP_PNG.search(p.name)),
+                   key=lambda p: int(_STEP_PNG.search(p.name).group(1)))
+    if len(files) > max_grids:  # evenly spaced, always the first and the last
+        picks = sorted({round(i * (len(files) - 1) / (max_grids - 1)) for i in range(max_grids)})
+        files = [files[i] for i in picks]
+    final = run / "samples" / "final.png"
+    entries = [(f, f"step {int(_STEP_PNG.search(f.name).group(1))}") for f in files]
+    if final.is_file():
+        entries.append((final, "final (G_ema)"))
+    figures = []
+    for path, caption in entries:
+        got = _png_file(path)
+        if got is None:
+            continue
+        png, (w, _) = got
+        width = max(w, min(2 * w, 300))  # small grids drawn larger, pixel-exact
+        figures.append(f"<figure>{_img(png, caption, 'pixel', width)}<figcaption>{_e(caption)}</figcaption></figure>")
+    if not figures:
+        return '<p class="muted">No sample grids in samples/ yet.</p>'
+    return ('<p class="small muted">The same fixed latents (and labels) at each step, drawn by G_ema.</p>'
+            f'<div class="grid">{"".join(figures)}</div>')
+
+
+def _curve_specs(train: list[dict]) -> list[tuple[str, list[str], str, dict]]:
+    keys = sorted({k for r in train for k in r})
+    gammas = [k for k in keys if k.startswith("gamma/")]
+    sigmas = [k for k in keys if k.startswith("sigma/")]
+    smooth = 5 if len(train) > 50 else 0
+    return [
+        ("Losses", ["loss_d", "loss_g"], "loss", {"smooth": smooth}),
+        ("Mean D output on real and fake", ["d_real", "d_fake"], "D(x)", {"smooth": smooth}),
+        ("Attention gain gamma", gammas, "gamma", {}),
+        ("Spectral norm: sigma estimates", sigmas, "sigma", {}),
+        ("Gradient norms", ["grad_norm_g", "grad_norm_d"], "L2 norm", {"smooth": smooth, "log_y": True}),
+        ("Sample diversity (fixed batch)", ["diversity"], "mean pairwise L2 / pixel", {}),
+        ("Throughput", ["images_per_sec"], "real images / s", {}),
+        ("Learning rates", ["lr_g", "lr_d"], "lr", {}),
+    ]
+
+
+def _curves_section(train: list[dict], alarm_steps: list[int]) -> str:
+    from sagan.viz import plot_curves
+
+    if not train:
+        return '<p class="muted">No training records in metrics.jsonl yet.</p>'
+    figures = []
+    for title, keys, ylabel, options in _curve_specs(train):
+        png = plot_curves(train, keys, title, ylabel=ylabel, events=alarm_steps, **options)
+        if png is not None:
+            figures.append(f"<figure>{_img(png, title, 'wide', 520)}</figure>")
+    note = " Dashed red lines: collapse alarms." if alarm_steps else ""
+    return (f'<p class="small muted">From metrics.jsonl ({len(train)} training records; faint: raw, bold: '
+            f'moving average where there are many).{note}</p><div class="grid">{"".join(figures)}</div>')
+
+
+def _alarms_section(alarms: list[dict]) -> str:
+    if not alarms:
+        return '<div class="ok">No collapse alarm was raised during training.</div>'
+    return "".join(f'<div class="alarm"><b>step {_e(a.get("step"))}</b>: {_e(a.get("event", ""))}</div>'
+                   for a in alarms)
+
+
+def _attention_section(run: Path, seed: int, grid: int) -> str:
+    from sagan.checkpoint import list_checkpoints
+    from sagan.viz import attention_study, draw_attention
+
+    if not list_checkpoints(run) and not (run / "generator.safetensors").is_file():
+        return '<p class="muted">No checkpoint yet: no attention maps.</p>'
+    try:
+        study = attention_study(run if list_checkpoints(run) else run / "generator.safetensors", grid=grid,
+                                seed=seed, num=2)
+    except SaganError as exc:
+        return f'<p class="muted">No attention maps: {_e(exc)}</p>'
+    png = draw_attention(study.images, study.layers, study.points, title=study.title())
+    names = ", ".join(m.name for m in study.layers)
+    return (f'<p class="small muted">{_e(study.title())}. Layers {_e(names)} (G: the generator\'s block at that '
+            "feature resolution, D: the discriminator's, seeing the same generated image). Each map is where one "
+            "query point (marked) attends, upsampled from the half-resolution key grid and stretched to its own "
+            "range; \"peak Nx uniform\" says how concentrated it is. Same figure from the command line: "
+            f"<code>sagan attention {_e(run)} --seed {seed} --num 2 --grid {grid}</code>.</p>"
+            f"{_img(png, 'attention maps')}")
+
+
+_MAIN_SCORE = re.compile(r"^(fid|fd|kid|is|precision|recall|density|coverage)(_[a-z0-9]+)?$")
+
+
+def _score_columns(records: Sequence[dict]) -> list[str]:
+    keys = []
+    for r in records:
+        for k in r:
+            if k not in keys and _MAIN_SCORE.match(k) and isinstance(r[k], (int, float)):
+                keys.append(k)
+    return keys
+
+
+def _with_std(record: dict, key: str) -> str:
+    value = record.get(key)
+    if not isinstance(value, (int, float)):
+        return ""
+    std = record.get(key + "_std")
+    return _fmt(value) + (f" ± {_fmt(std)}" if isinstance(std, (int, float)) else "")
+
+
+def _eval_files(run: Path) -> list[Path]:
+    found = set(run.glob("eval-*.json")) | set(run.glob("*.eval-*.json"))
+    found |= set((run / "checkpoints").glob("*.eval-*.json")) if (run / "checkpoints").is_dir() else set()
+    found |= set(run.parent.glob(f"{run.name}.eval-*.json"))
+    return sorted(found)
+
+
+def _provenance_table(prov: dict) -> str:
+    rows = []
+    for k, v in prov.items():
+        if k == "metrics":
+            continue
+        text = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+        rows.append(f"<tr><th>{_e(k)}</th><td>{_e(text)}</td></tr>")
+    return f"<table>{''.join(rows)}</table>"
+
+
+def _evaluation_section(run: Path, evals: list[dict], config: dict) -> str:
+    from sagan.viz import plot_curves
+
+    parts = []
+    if evals:
+        cols = _score_columns(evals)
+        head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+        body = "".join("<tr><td class='num'>" + _e(r.get("step")) + "</td>"
+                       + "".join(f"<td class='num'>{_e(_with_std(r, c))}</td>" for c in cols) + "</tr>"
+                       for r in evals)
+        extractor = "the shipped Fashion-MNIST classifier (suffix _fmnist)" if any(
+            c.endswith("_fmnist") for c in cols) else "Inception-v3 (no suffix)"
+        provenance = (f"Scored during training by <code>sagan train</code> every {_e(config.get('eval_every'))} "
+                      f"steps: {_e(config.get('eval_num'))} images of G_ema (seed {_e(config.get('seed'))}) "
+                      f"against the test split of {_e(config.get('data'))}, features from {extractor}. Small "
+                      "samples bias Frechet distances upwards: compare these numbers with each other, not with "
+                      "published 50k-sample scores.")
+        parts.append(f"<h3>During training</h3><p class='small'>{provenance}</p>"
+                     f"<table><tr><th>step</th>{head}</tr>{body}</table>")
+        dists = [c for c in cols if c.startswith(("fd", "fid"))]
+        png = plot_curves(evals, dists, "Frechet distance during training", ylabel="lower is better") if dists else None
+        if png is not None:
+            parts.append(_img(png, "Frechet distance during training", "wide", 520))
+    for path in _eval_files(run):
+        try:
+            record = json.loads(path.read_text())
+            scores, prov = record["scores"], record["provenance"]
+        except (OSError, ValueError, KeyError, TypeError):
+            parts.append(f"<p class='muted'>{_e(path.name)}: not a readable sagan eval record.</p>")
+            continue
+        how = prov.get("metrics", {}) if isinstance(prov.get("metrics"), dict) else {}
+        rows = "".join(f"<tr><td>{_e(k)}</td><td class='num'>{_e(_with_std(scores, k))}</td>"
+                       f"<td class='small'>{_e(how.get(k, ''))}</td></tr>"
+                       for k in _score_columns([scores]))
+        parts.append(f"<h3>{_e(path.name)} (<code>sagan eval</code>)</h3>"
+                     f"<table><tr><th>score</th><th>value</th><th>how</th></tr>{rows}</table>"
+                     f"<details><summary>provenance</summary>{_provenance_table(prov)}</details>")
+    if not parts:
+        return ("<p class='muted'>No evaluation yet: train with <code>--set eval_every=N</code>, or run "
+                f"<code>sagan eval {_e(run)}</code> (it writes its record into the run folder).</p>")
+    return "".join(parts)
+
+
+def _config_section(run: Path) -> tuple[str, dict]:
+    import yaml
+
+    parts, config = [], {}
+    path = run / "config.yaml"
+    if path.is_file():
+        text = path.read_text()
+        try:
+            config = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            config = {}
+        parts.append(f"<div><h3>Training config (config.yaml)</h3><pre>{_e(text)}</pre></div>")
+    meta = run / "generator.json"
+    if meta.is_file():
+        try:
+            model = json.loads(meta.read_text()).get("model")
+        except ValueError:
+            model = None
+        if model:
+            rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v) if isinstance(v, list) else v)}</td></tr>"
+                           for k, v in model.items())
+            parts.append(f"<div><h3>Model (generator.json)</h3><table>{rows}</table></div>")
+    if not parts:
+        return "<p class='muted'>No config.yaml in the run folder.</p>", config
+    return f'<div class="grid">{"".join(parts)}</div>', config
+
+
+def _summary(run: Path, train: list[dict], config: dict) -> str:
+    rows = [("run folder", str(run.resolve())), ("model", config.get("model", "?")),
+            ("data", config.get("data", "?"))]
+    if train:
+        last = train[-1]
+        rows.append(("last logged step", f"{last['step']} of max {config.get('max_steps', '?')}"))
+        if len(train) > 1 and isinstance(train[0].get("time"), (int, float)):
+            rows.append(("logged time span", f"{(last['time'] - train[0]['time']) / 60:.1f} min"))
+        for key in ("loss_d", "loss_g", "d_real", "d_fake", "diversity", "images_per_sec"):
+            if isinstance(last.get(key), (int, float)):
+                rows.append((f"last {key}", _fmt(last[key])))
+    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The page
+
+
+def build_report(run: str | Path, out: str | Path | None = None, attention: bool = True, max_grids: int = 8,
+                 seed: int = 0, grid: int = 3) -> Path:
+    """Write RUN/report.html (or `out`): one self-contained page; returns its path.
+
+    attention: compute attention maps from the newest checkpoint (a few seconds on a CPU); max_grids: how
+    many sample grids from over training to show; seed and grid: the generated images and query points of
+    the attention figure.
+    """
+    import sagan
+
+    run = Path(run)
+    if not run.is_dir():
+        raise SaganError(f"no such run folder: {run}")
+    if not any((run / n).exists() for n in ("metrics.jsonl", "config.yaml", "checkpoints", "samples")):
+        raise SaganError(f"{run} is not a run folder (no metrics.jsonl, config.yaml, checkpoints/ or samples/); "
+                         "give the --out folder of `sagan train`")
+    records = read_metrics(run)
+    train = [r for r in records if r.get("kind", "train") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    alarms = [r for r in records if r.get("kind") == "alarm"]
+    config_html, config = _config_section(run)
+    sections = [
+        ("summary", "Summary", _summary(run, train, config) + _alarms_section(alarms)),
+        ("samples", "Samples over training", _samples_section(run, max_grids)),
+        ("curves", "Training curves and health", _curves_section(train, [a["step"] for a in alarms])),
+        ("attention", "Attention maps",
+         _attention_section(run, seed, grid) if attention else "<p class='muted'>Left out (--no-attention).</p>"),
+        ("evaluation", "Evaluation scores", _evaluation_section(run, evals, config)),
+        ("config", "Configuration", config_html),
+    ]
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
+    body = "".join(f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>' for key, title, content in sections)
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sagan report: {_e(run.resolve().name)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<h1>sagan report: {_e(run.resolve().name)}</h1>
+<p class="muted small">Written {_e(now)} by sagan {_e(sagan.__version__)}; self-contained (no network needed).</p>
+<nav>{nav}</nav>
+{body}
+</body>
+</html>
+"""
+    out = Path(out) if out else run / "report.html"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise SaganError(f"cannot write {out}: {exc.strerror}") from None
+    return out
