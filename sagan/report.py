@@ -143,7 +143,7 @@ def _alarms_section(alarms: list[dict]) -> str:
 
 def _attention_section(run: Path, seed: int, grid: int) -> str:
     from sagan.checkpoint import list_checkpoints
-    from sagan.viz import attention_study, draw_attention
+    from sagan.viz import attention_study, draw_attention, query_spread
 
     if not list_checkpoints(run) and not (run / "generator.safetensors").is_file():
         return '<p class="muted">No checkpoint yet: no attention maps.</p>'
@@ -153,9 +153,10 @@ def _attention_section(run: Path, seed: int, grid: int) -> str:
     except SaganError as exc:
         return f'<p class="muted">No attention maps: {_e(exc)}</p>'
     png = draw_attention(study.images, study.layers, study.points, title=study.title())
-    names = ", ".join(m.name for m in study.layers)
-    return (f'<p class="small muted">{_e(study.title())}. Layers {_e(names)} (G: the generator\'s block at that '
-            "feature resolution, D: the discriminator's, seeing the same generated image). Each map is where one "
+    names = ", ".join(f"{m.name} (maps of different points differ by {query_spread(m.maps):.2f} on average, "
+                      "total variation)" for m in study.layers)
+    return (f'<p class="small muted">{_e(study.title())}. Layers {_e(names)}. G: the generator\'s block at that '
+            "feature resolution; D: the discriminator's, seeing the same generated images. Each map is where one "
             "query point (marked) attends, upsampled from the half-resolution key grid and stretched to its own "
             "range; \"peak Nx uniform\" says how concentrated it is. Same figure from the command line: "
             f"<code>sagan attention {_e(run)} --seed {seed} --num 2 --grid {grid}</code>.</p>"

@@ -72,6 +72,20 @@ class LayerMaps:
     queries: list[tuple[int, int]]  # per point, the (row, col) of the query in the feature map
 
 
+def query_spread(maps: torch.Tensor) -> float:
+    """How differently the query points attend: mean total-variation distance between the maps of two points.
+
+    maps: (B, P, h, w). 0 when every point attends alike, 1 when their maps do not overlap; averaged over
+    all pairs of points and the batch (0 for fewer than two points).
+    """
+    b, p = maps.shape[:2]
+    if p < 2:
+        return 0.0
+    flat = maps.flatten(2)  # (B, P, h*w)
+    tv = 0.5 * (flat[:, :, None] - flat[:, None]).abs().sum(-1)  # (B, P, P)
+    return float(tv.sum() / (b * p * (p - 1)))
+
+
 def attention_blocks(net: nn.Module) -> dict[str, SelfAttention]:
     """The attention blocks of a generator or discriminator, keyed by feature-map resolution ("16")."""
     blocks = getattr(net, "attention", None)
@@ -311,7 +325,7 @@ def draw_attention(images: torch.Tensor, layers: Sequence[LayerMaps], points: Se
     if not rows:
         raise ValueError("no attention layers to draw")
     cols = 1 + len(points)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(cell * cols, cell * len(rows) + (0.4 if title else 0)),
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cell * cols, (cell + 0.25) * len(rows) + (0.4 if title else 0)),
                              squeeze=False)
     size = images.shape[-1]
     for r, (b, layer) in enumerate(rows):
@@ -328,17 +342,18 @@ def draw_attention(images: torch.Tensor, layers: Sequence[LayerMaps], points: Se
             ax = axes[r, i + 1]
             ax.imshow(overlay(images[b], layer.maps[b, i]), interpolation="nearest")
             ax.plot(x, y, "o", ms=6, mfc=POINT_COLOURS[i % 10], mec="white", mew=1.2)
-            title = f"({x}, {y})\n" if r == 0 else ""
-            ax.set_title(f"{title}peak {peak_ratio(layer.maps[b, i]):.2f}x uniform", fontsize=6.5,
+            where = f"({x}, {y})\n" if r == 0 else ""
+            ax.set_title(f"{where}peak {peak_ratio(layer.maps[b, i]):.2f}x uniform", fontsize=6.5,
                          color=POINT_COLOURS[i % 10])
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_xlim(-0.5, size - 0.5)
             ax.set_ylim(size - 0.5, -0.5)
+    height = fig.get_size_inches()[1]
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height) if title else None)
     return _save(fig, path)
 
 

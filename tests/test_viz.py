@@ -23,6 +23,7 @@ from sagan.viz import (
     overlay,
     peak_ratio,
     plot_curves,
+    query_spread,
 )
 
 
@@ -122,6 +123,8 @@ def test_maps_point_where_the_query_looks():
         assert divmod(int(maps[i].argmax()), 8) == expected
         assert peak_ratio(maps[i]) > 10  # concentrated, far from uniform (1x)
     assert min(_tv(maps[i], maps[j]) for i in range(4) for j in range(i + 1, 4)) > 0.5
+    assert query_spread(layers[0].maps) > 0.5
+    assert query_spread(maps[:1].expand(3, 8, 8)[None]) == 0.0  # three points attending alike
 
 
 def test_overlay_and_figure(gan, tmp_path):

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute the maps, draw them, write the PNG."""
-    from sagan.viz import attention_study, draw_attention
+    from sagan.viz import attention_study, draw_attention, query_spread
 
     if args.grid < 1 or args.grid > 10:
         raise ConfigError(f"--grid must be between 1 and 10, got {args.grid}")
@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         draw_attention(study.images, study.layers, study.points, args.out, title=study.title())
     except OSError as exc:
         raise SaganError(f"cannot write {args.out}: {exc.strerror}") from None
-    layers = ", ".join(f"{m.name} ({m.feature_size}x{m.feature_size})" for m in study.layers)
-    print(f"wrote {args.out}: {len(study.points)} query points x layers {layers}; {study.title()}", file=sys.stderr)
+    print(f"wrote {args.out}: {study.title()}", file=sys.stderr)
+    for m in study.layers:
+        print(f"  {m.name}: {m.feature_size}x{m.feature_size} features, {len(study.points)} query points; their maps "
+              f"differ by {query_spread(m.maps):.3f} on average (total variation: 0 alike, 1 disjoint)",
+              file=sys.stderr)
     return 0
