@@ -288,6 +288,12 @@ def _summary(run: Path, train: list[dict], config: dict) -> str:
 # The page
 
 
+def _last_per_step(records) -> list[dict]:
+    """Records in step order, the last one written for a step winning (a resumed run logs some steps twice)."""
+    by_step = {r["step"]: r for r in records if isinstance(r.get("step"), int)}
+    return [by_step[s] for s in sorted(by_step)]
+
+
 def build_report(run: str | Path, out: str | Path | None = None, attention: bool = True, max_grids: int = 8,
                  seed: int = 0, grid: int = 3) -> Path:
     """Write RUN/report.html (or `out`): one self-contained page; returns its path.
@@ -305,8 +311,8 @@ def build_report(run: str | Path, out: str | Path | None = None, attention: bool
         raise SaganError(f"{run} is not a run folder (no metrics.jsonl, config.yaml, checkpoints/ or samples/); "
                          "give the --out folder of `sagan train`")
     records = read_metrics(run)
-    train = [r for r in records if r.get("kind", "train") == "train"]
-    evals = [r for r in records if r.get("kind") == "eval"]
+    train = _last_per_step(r for r in records if r.get("kind", "train") == "train")
+    evals = _last_per_step(r for r in records if r.get("kind") == "eval")
     alarms = [r for r in records if r.get("kind") == "alarm"]
     config_html, config = _config_section(run)
     sections = [

@@ -27,7 +27,7 @@ from PIL import Image
 
 from sagan.cli import main
 from sagan.config import TrainConfig, apply_overrides
-from sagan.report import build_report
+from sagan.report import _last_per_step, build_report
 from sagan.stats import read_metrics
 from sagan.train import train
 from sagan.viz import attention_study
@@ -284,6 +284,11 @@ def test_report_renders_in_chromium(report, tmp_path):
     assert all(i["complete"] and i["naturalWidth"] > 0 and i["naturalHeight"] > 0 for i in images), images
     with Image.open(shot) as im:
         assert im.size[0] == 1240 and im.size[1] > 2000  # the whole page, not one screen
+
+
+def test_resumed_runs_plot_each_step_once():
+    records = [{"step": 2, "v": 1}, {"step": 4, "v": 2}, {"step": 6, "v": 3}, {"step": 4, "v": 4}, {"v": 5}]
+    assert _last_per_step(records) == [{"step": 2, "v": 1}, {"step": 4, "v": 4}, {"step": 6, "v": 3}]
 
 
 def test_report_cli(trained_run, tmp_path, capsys):
