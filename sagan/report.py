@@ -243,6 +243,26 @@ def _evaluation_section(run: Path, evals: list[dict], config: dict) -> str:
     return "".join(parts)
 
 
+def _model_config(run: Path) -> tuple[dict | None, str]:
+    """The run's ModelConfig as a dict, from the exported generator or (during training) the newest checkpoint."""
+    from sagan.checkpoint import latest_checkpoint
+
+    meta = run / "generator.json"
+    if meta.is_file():
+        try:
+            return json.loads(meta.read_text()).get("model"), "generator.json"
+        except ValueError:
+            pass
+    try:
+        found = latest_checkpoint(run)
+    except SaganError:
+        found = None
+    if found is None:
+        return None, ""
+    path, state = found
+    return state.get("model"), f"checkpoints/{path.name}"
+
+
 def _config_section(run: Path) -> tuple[str, dict]:
     import yaml
 
@@ -255,16 +275,11 @@ def _config_section(run: Path) -> tuple[str, dict]:
         except yaml.YAMLError:
             config = {}
         parts.append(f"<div><h3>Training config (config.yaml)</h3><pre>{_e(text)}</pre></div>")
-    meta = run / "generator.json"
-    if meta.is_file():
-        try:
-            model = json.loads(meta.read_text()).get("model")
-        except ValueError:
-            model = None
-        if model:
-            rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v) if isinstance(v, list) else v)}</td></tr>"
-                           for k, v in model.items())
-            parts.append(f"<div><h3>Model (generator.json)</h3><table>{rows}</table></div>")
+    model, source = _model_config(run)
+    if model:
+        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v) if isinstance(v, list) else v)}</td></tr>"
+                       for k, v in model.items())
+        parts.append(f"<div><h3>Model ({_e(source)})</h3><table>{rows}</table></div>")
     if not parts:
         return "<p class='muted'>No config.yaml in the run folder.</p>", config
     return f'<div class="grid">{"".join(parts)}</div>', config

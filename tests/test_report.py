@@ -267,7 +267,8 @@ def test_report_is_self_contained(report):
     assert "default-src 'none'" in page  # and the page forbids fetching anything
     for text in ("Samples over training", "Attention gain gamma", "Spectral norm", "Gradient norms",
                  "Sample diversity", "G.16", "D.16", "possible mode collapse", "fd_fmnist", "123.4",
-                 "eval-fashion-mnist-fmnist.json", "fashion-mnist test split (idx files)", "batch_size: 8"):
+                 "eval-fashion-mnist-fmnist.json", "fashion-mnist test split (idx files)", "batch_size: 8",
+                 "Model (generator.json)", "g_attention"):
         assert text in page, text
 
 
