@@ -40,10 +40,13 @@ for _res, _table in _RESNET.items():
     register(ModelConfig(f"sagan_{_res}", "resnet", _res, g_attention=(_ATTENTION[_res],),
                          d_attention=(_ATTENTION[_res],),
                          description="ResNet SAGAN: SNGAN plus self-attention in G and D", **_table))
+# The CPU recipe's model: sagan_32's layout with G tapering 128 -> 32 channels towards 32 px (where most of its
+# FLOPs were) and D at 64 channels. One D+G iteration at batch 64 is 2.2x faster than at G 128 throughout
+# (766 vs 1675 ms, bf16, 1 thread on this 2-core CPU) and it learns Fashion-MNIST in minutes.
 register(ModelConfig(
-    "sagan_32_cpu", "resnet", 32, g_ch=32, g_mult=(4, 4, 4, 4), d_ch=32, d_mult=(2, 2, 2, 2),
+    "sagan_32_cpu", "resnet", 32, g_ch=32, g_mult=(4, 4, 2, 1), d_ch=32, d_mult=(2, 2, 2, 2),
     d_min_resolution=8, g_attention=(16,), d_attention=(16,),
-    description="sagan_32 at half width (G 128, D 64 channels): the CPU training recipe's model",
+    description="CPU-sized sagan_32: G tapers 128->32 channels, D 64; the default recipe's model",
 ))
 register(ModelConfig(
     "sagan_celeba128", "dcgan", 128, g_ch=16, g_mult=(32, 16, 8, 4, 2, 1), d_ch=32, d_mult=(1, 2, 4, 8, 16),
