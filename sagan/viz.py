@@ -313,20 +313,24 @@ def overlay(image: torch.Tensor, attention: torch.Tensor, alpha: float = 0.55, c
 
 
 def draw_attention(images: torch.Tensor, layers: Sequence[LayerMaps], points: Sequence[tuple[int, int]],
-                   path: str | Path | None = None, title: str | None = None, cell: float = 1.5) -> bytes:
+                   path: str | Path | None = None, title: str | None = None, cell: float = 1.5,
+                   relative: bool = False) -> bytes:
     """The SAGAN figure: per image and layer, the image with its query points, then each point's map.
 
     Each map is stretched to its own range; its title gives its peak weight relative to uniform attention.
-    images: (B, C, H, W) uint8 or in [-1, 1]; every layer's maps cover the same images and points. Returns
-    the PNG bytes and writes them to `path` when given.
+    relative: draw each map divided by the mean map of all the query points instead, which shows what is
+    specific to each query when the maps share a common focus. images: (B, C, H, W) uint8 or in [-1, 1];
+    every layer's maps cover the same images and points. Returns the PNG bytes, written to `path` if given.
     """
     plt = _pyplot()
     rows = [(b, layer) for b in range(images.shape[0]) for layer in layers]
     if not rows:
         raise ValueError("no attention layers to draw")
+    if relative and len(points) < 2:
+        raise ValueError("relative maps need at least two query points")
     cols = 1 + len(points)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(cell * cols, (cell + 0.25) * len(rows) + (0.4 if title else 0)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cell * cols, (cell + 0.3) * len(rows) + (0.3 if title else 0)),
+                             squeeze=False, layout="constrained")
     size = images.shape[-1]
     for r, (b, layer) in enumerate(rows):
         ax = axes[r, 0]
@@ -338,22 +342,25 @@ def draw_attention(images: torch.Tensor, layers: Sequence[LayerMaps], points: Se
                                                                             else ""), fontsize=7)
         if r == 0:
             ax.set_title("query points", fontsize=8)
+        mean = layer.maps[b].mean(0)  # (h, w): the map of the average query
         for i, (x, y) in enumerate(points):
             ax = axes[r, i + 1]
-            ax.imshow(overlay(images[b], layer.maps[b, i]), interpolation="nearest")
+            m = layer.maps[b, i]
+            shown, note = m, f"peak {peak_ratio(m):.2f}x uniform"
+            if relative:
+                shown = m / mean.clamp_min(1e-12)
+                note = f"up to {float(shown.max()):.2f}x the mean"
+            ax.imshow(overlay(images[b], shown), interpolation="nearest")
             ax.plot(x, y, "o", ms=6, mfc=POINT_COLOURS[i % 10], mec="white", mew=1.2)
             where = f"({x}, {y})\n" if r == 0 else ""
-            ax.set_title(f"{where}peak {peak_ratio(layer.maps[b, i]):.2f}x uniform", fontsize=6.5,
-                         color=POINT_COLOURS[i % 10])
+            ax.set_title(f"{where}{note}", fontsize=6.5, color=POINT_COLOURS[i % 10])
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_xlim(-0.5, size - 0.5)
             ax.set_ylim(size - 0.5, -0.5)
-    height = fig.get_size_inches()[1]
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height) if title else None)
+        fig.suptitle(title + (" (each map relative to the mean of all points)" if relative else ""), fontsize=9)
     return _save(fig, path)
 
 

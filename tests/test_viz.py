@@ -139,6 +139,10 @@ def test_overlay_and_figure(gan, tmp_path):
     with Image.open(io.BytesIO(png)) as im:
         w, h = im.size
     assert w > h > 100  # rows: G.16 and D.16; columns: the image and 4 maps
+    relative = draw_attention(images, g_layers, points, relative=True)
+    assert relative[:8] == b"\x89PNG\r\n\x1a\n" and relative != png
+    with pytest.raises(ValueError):
+        draw_attention(images, g_layers, points[:1], relative=True)
     grid = image_grid(torch.zeros(10, 1, 32, 32, dtype=torch.uint8), nrow=5)
     with Image.open(io.BytesIO(grid)) as im:
         assert im.size == (5 * 33 + 1, 2 * 33 + 1)
@@ -165,7 +169,7 @@ def test_attention_study_of_a_checkpoint(checkpoint_run):
 def test_attention_cli(checkpoint_run, tmp_path, capsys):
     out = tmp_path / "maps.png"
     assert main(["attention", str(checkpoint_run), "--out", str(out), "--points", "4,4", "28,28", "16,4",
-                 "--seed", "3", "--class", "7"]) == 0
+                 "--seed", "3", "--class", "7", "--relative"]) == 0
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 300
     real = tmp_path / "real.png"
@@ -181,6 +185,7 @@ def test_attention_cli(checkpoint_run, tmp_path, capsys):
     (["--class", "12"], "classes 0..9"),
     (["--image", "missing.png"], "no such image"),
     (["--image", "x.png", "--net", "g"], "D only"),
+    (["--points", "4,4", "--relative"], "at least two"),
 ])
 def test_attention_cli_errors(checkpoint_run, tmp_path, capsys, args, message):
     assert main(["attention", str(checkpoint_run), "--out", str(tmp_path / "m.png"), *args]) == 2

@@ -16,6 +16,8 @@ EXAMPLES = """examples:
 Points are x,y in image pixels (0,0 is the top-left corner). Each query point is mapped to the feature-map
 cell that covers it; its map (keys at half the feature resolution, as SAGAN max-pools keys) is upsampled
 onto the image. Each map is stretched to its own range; "peak Nx uniform" says how concentrated it is.
+Points on a plain background see the same features, so they attend alike; put points on the object to
+compare its parts. When every point shares one focus, --relative shows what is specific to each.
 Python: sagan.viz.attention_study(...) or generator_attention / discriminator_attention return the tensors.
 """
 
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--net", choices=("g", "d", "both"), default=None,
                         help="whose attention: G, D or both (default: both for a generated image when the target "
                              "has D, D for --image, G for an exported generator)")
+    parser.add_argument("--relative", action="store_true",
+                        help="draw each map divided by the mean map of all the query points: what is specific to "
+                             "each query when they share a common focus")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator rather than G_ema")
     parser.add_argument("--device", default="cpu", help="device (default: cpu)")
 
@@ -59,12 +64,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--num must be between 1 and 16, got {args.num}")
     if args.points and len(args.points) > 16:
         raise ConfigError(f"at most 16 query points fit in one figure, got {len(args.points)}")
+    if args.relative and args.points is not None and len(args.points) < 2:
+        raise ConfigError("--relative compares query points with each other: give at least two")
     nets = None if args.net is None else {"g": ("G",), "d": ("D",), "both": ("G", "D")}[args.net]
     study = attention_study(args.target, points=args.points or (), grid=args.grid, seed=args.seed,
                             class_index=args.class_index, num=args.num, image=args.image, nets=nets,
                             ema=not args.no_ema, device=args.device)
     try:
-        draw_attention(study.images, study.layers, study.points, args.out, title=study.title())
+        draw_attention(study.images, study.layers, study.points, args.out, title=study.title(),
+                       relative=args.relative)
     except OSError as exc:
         raise SaganError(f"cannot write {args.out}: {exc.strerror}") from None
     print(f"wrote {args.out}: {study.title()}", file=sys.stderr)
