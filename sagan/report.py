@@ -214,9 +214,9 @@ def _evaluation_section(run: Path, evals: list[dict], config: dict) -> str:
             c.endswith("_fmnist") for c in cols) else "Inception-v3 (no suffix)"
         provenance = (f"Scored during training by <code>sagan train</code> every {_e(config.get('eval_every'))} "
                       f"steps: {_e(config.get('eval_num'))} images of G_ema (seed {_e(config.get('seed'))}) "
-                      f"against the test split of {_e(config.get('data'))}, features from {extractor}. Small "
-                      "samples bias Frechet distances upwards: compare these numbers with each other, not with "
-                      "published 50k-sample scores.")
+                      f"against {_e(config.get('data'))} (its test split where it has one), features from "
+                      f"{extractor}. Small samples bias Frechet distances upwards: compare these numbers with each "
+                      "other, not with published 50k-sample scores.")
         parts.append(f"<h3>During training</h3><p class='small'>{provenance}</p>"
                      f"<table><tr><th>step</th>{head}</tr>{body}</table>")
         dists = [c for c in cols if c.startswith(("fd", "fid"))]
