@@ -227,6 +227,14 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     stats = StatsWriter(run) if rt.is_main else None
     if rt.is_main:
         save_yaml(cfg, run / "config.yaml")
+        n_g = sum(p.numel() for p in g_plain.parameters())
+        n_d = sum(p.numel() for p in d_plain.parameters())
+        condition = f"conditional on {mcfg.num_classes} classes" if mcfg.num_classes else "unconditional"
+        print(f"training {mcfg.name} (G {n_g / 1e6:.2f}M, D {n_d / 1e6:.2f}M parameters, {condition}) on "
+              f"{data.source} at {mcfg.resolution} px; {rt.precision} on {rt.device}, {torch.get_num_threads()} "
+              f"threads x {rt.world_size} process(es); run folder {run}", file=sys.stderr)
+        if data.skipped:
+            print(f"skipped {data.skipped} unreadable image file(s) in {cfg.data}", file=sys.stderr)
     alarm = CollapseAlarm()
     progress = Progress(cfg.max_steps, enabled=rt.is_main)
 
