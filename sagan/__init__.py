@@ -4,7 +4,14 @@ Public API: `create_model`, `list_models`, `ModelConfig`, `GAN`; training, sampl
 `sagan.train`, `sagan.sampling`, `sagan.metrics` and `sagan.checkpoint`.
 """
 
-from sagan.models import GAN, ModelConfig, create_model, list_models
+import os
+
+# OpenMP threads that spin while waiting make 2 torch threads slower than 1 as soon as another process holds a
+# core (sagan_32 bf16: 4.18 s/iter spinning vs 3.31 s passive with one busy loop beside it; 1.74 vs 1.73 s on an
+# idle machine; benchmarks/README.md). Must be set before torch starts its OpenMP runtime; users can override it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from sagan.models import GAN, ModelConfig, create_model, list_models  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["GAN", "ModelConfig", "create_model", "list_models", "train", "evaluate", "load_generator", "__version__"]
