@@ -1,0 +1,494 @@
+"""Speed and memory of one training iteration (n_dis D steps + one G step) per model and precision.
+
+    python benchmarks/bench_train.py [--models sagan_32] [--precisions fp32,bf16] [--batch-size 64]
+        [--threads N] [--iters 10] [--warmup 3] [--n-dis 1] [--num-classes 0] [--peer] [--json OUT]
+
+A plain script that prints a table; not a test. One iteration is the training loop's own step, stripped of
+data loading and bookkeeping: `d_step` n_dis times, `g_step`, then `update_ema`, all imported from
+sagan.train, with `sagan train`'s default recipe (sagan.config.TrainConfig: hinge loss, Adam lr 1e-4 / 4e-4,
+betas (0, 0.9), EMA), on random images in [-1, 1], channels_last as `sagan train` runs by default.
+
+How each number is obtained:
+- Every configuration (model x precision) runs in a worker process of its own, all started at once. The
+  parent steps them in lockstep: one timed iteration of each worker per round (the order rotated every
+  round), so all configurations share the same machine load; a median of --iters rounds is quoted with its
+  interquartile range. Only one worker computes at any moment.
+- images/s = batch * n_dis / median seconds per iteration (the real images D sees).
+- FLOPs of one iteration come from torch.utils.flop_counter.FlopCounterMode over the first warm-up iteration
+  (matmuls, convolutions and attention as executed, so the zero-padded q/k of the fused attention count).
+- Peak rates, timed in the parent with the same thread count once per round between the workers' iterations
+  (median of 3 per round; the quoted peak is the median of the rounds): a 2048x2048 @ 2048x2048 matmul in
+  bf16 and fp32, and, as a second ceiling, a 3x3 convolution of 256 to 256 channels on a (32, 256, 32, 32)
+  channels_last input (sagan_32's largest layer). Efficiency = achieved GFLOP/s / the peak. oneDNN's 3x3
+  convolutions can beat the matmul (torch's fp32 matmul is MKL's sgemm, which on AMD CPUs runs well below
+  the hardware's peak), so the conv ceiling is the tighter one for these networks.
+- Memory, two ways. "tensor peak": the peak of tensor bytes allocated during one iteration above those
+  live when it starts (weights, Adam state, the previous step's gradients), from the profiler's allocation
+  events (torch.profiler, profile_memory=True) over the second of two iterations after the timed ones.
+  "RSS growth": the worker's peak RSS (getrusage ru_maxrss, read before those profiled iterations) minus its
+  RSS after building networks and optimisers; a high-water mark that also holds Adam state, gradients,
+  allocator slack and one-time costs (oneDNN kernels and caches).
+- Load: the 1-minute load average at start and end, and per configuration how many cores other processes
+  kept busy during its timed iterations (/proc/stat busy time minus the worker's own CPU time).
+
+--peer adds mimicry's SAGAN-32 (torch-mimicry 0.1.16, `pip install --no-deps torch-mimicry==0.1.16`), trained
+by its own `train_step` methods (hinge loss, Adam with the same settings, same batch, same precision and
+memory format, conditional on 10 classes as its SAGAN requires). Only `torch_mimicry.nets` and
+`torch_mimicry.training.metric_log` are imported: the package's __init__ (which pulls the TensorFlow-based
+metrics) is bypassed by registering bare package modules in sys.modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER = "mimicry_sagan_32"
+PEER_PACKAGE = "torch-mimicry==0.1.16"
+# name -> (autocast dtype name or None, channels_last)
+PRECISIONS = {"fp32": (None, True), "bf16": ("bfloat16", True), "fp32-nchw": (None, False),
+              "bf16-nchw": ("bfloat16", False)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Worker side: build one configuration, then run iterations on command.
+# ---------------------------------------------------------------------------------------------------------
+
+def rss_bytes() -> int:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system, all threads) this process has used."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def tensor_peak_bytes(fn) -> int:
+    """Peak bytes of tensors allocated during one call of fn(), above those live when that call starts.
+
+    fn runs twice under torch.profiler (profile_memory=True) and the second call is measured, from the CPU
+    allocator's running total stamped on each allocation event: the profiler sees only the frees of blocks
+    allocated while it runs, and the second call frees what the first one left (gradients, say).
+    """
+    import tempfile
+
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    saved = os.dup(2)  # the profiler's C++ side logs to stderr (no GPU, untracked older blocks): keep it quiet
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+            with record_function("measured call"):
+                fn()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "trace.json"
+            prof.export_chrome_trace(str(path))
+            events = json.loads(path.read_text())["traceEvents"]
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    marker = next(e for e in events if e.get("name") == "measured call" and e.get("ph") == "X")
+    t0, t1 = marker["ts"], marker["ts"] + marker["dur"]
+    memory = sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"])
+    before = [e["args"]["Total Allocated"] for e in memory if e["ts"] < t0]
+    inside = [e for e in memory if t0 <= e["ts"] <= t1]
+    if not inside:
+        return 0
+    start = before[-1] if before else inside[0]["args"]["Total Allocated"] - inside[0]["args"]["Bytes"]
+    return max(e["args"]["Total Allocated"] for e in inside) - start
+
+
+def import_mimicry_nets():
+    """torch_mimicry's SAGAN-32 module and MetricLog class, without running the package's __init__.
+
+    torch_mimicry/__init__.py imports its metrics (TensorFlow); bare package modules registered in
+    sys.modules let `torch_mimicry.nets` and `torch_mimicry.training.metric_log` import on their own.
+    """
+    import importlib
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("torch_mimicry")
+    if spec is None:
+        raise SystemExit(f"--peer needs {PEER_PACKAGE}: pip install --no-deps {PEER_PACKAGE}")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for name, folder in (("torch_mimicry", root), ("torch_mimicry.training", root / "training")):
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(folder)]
+            sys.modules[name] = module
+    sagan_32 = importlib.import_module("torch_mimicry.nets.sagan.sagan_32")
+    metric_log = importlib.import_module("torch_mimicry.training.metric_log")
+    return sagan_32, metric_log.MetricLog
+
+
+def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_classes: int):
+    """The training iteration of `model`: (step function, generator params, discriminator params)."""
+    import copy
+
+    import torch
+
+    from sagan.config import TrainConfig
+    from sagan.losses import LOSSES
+    from sagan.models import create_model
+    from sagan.runtime import Runtime
+    from sagan.train import d_step, g_step, update_ema
+
+    recipe = TrainConfig()  # learning rates, betas, loss and EMA decay as `sagan train` uses them
+    gan = create_model(model, num_classes=num_classes).to(memory_format=memory_format)
+    g, d, cfg = gan.generator, gan.discriminator, gan.config
+    g_ema = copy.deepcopy(g).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(g.parameters(), recipe.lr_g, betas=(recipe.beta1, recipe.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), recipe.lr_d, betas=(recipe.beta1, recipe.beta2))
+    d_loss, g_loss = LOSSES[recipe.loss]
+    rt = Runtime(torch.device("cpu"), dtype)
+    real = (torch.rand(batch, cfg.img_channels, cfg.resolution, cfg.resolution) * 2 - 1)
+    real = real.contiguous(memory_format=memory_format)
+
+    def labels():
+        return torch.randint(0, num_classes, (batch,)) if num_classes else None
+
+    def step():
+        for _ in range(n_dis):
+            d_step(d, g, opt_d, d_loss, real, labels(), torch.randn(batch, cfg.z_dim), labels(), rt)
+        g_step(g, d, opt_g, g_loss, torch.randn(batch, cfg.z_dim), labels(), rt)
+        update_ema(g_ema, g, recipe.ema_decay)
+
+    return step, sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
+
+
+def build_peer(dtype, memory_format, batch: int, n_dis: int, num_classes: int):
+    """mimicry's SAGAN-32 trained by its own train_step methods (hinge loss), under autocast for bf16."""
+    import contextlib
+
+    import torch
+
+    from sagan.config import TrainConfig
+
+    recipe = TrainConfig()
+    sagan_32, MetricLog = import_mimicry_nets()
+    num_classes = num_classes or 10  # its SAGAN is conditional (CBN + projection); 0 classes fails to build
+    g = sagan_32.SAGANGenerator32(num_classes=num_classes).to(memory_format=memory_format)
+    d = sagan_32.SAGANDiscriminator32(num_classes=num_classes).to(memory_format=memory_format)
+    opt_g = torch.optim.Adam(g.parameters(), recipe.lr_g, betas=(recipe.beta1, recipe.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), recipe.lr_d, betas=(recipe.beta1, recipe.beta2))
+    real = (torch.rand(batch, 3, 32, 32) * 2 - 1).contiguous(memory_format=memory_format)
+
+    def autocast():
+        return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+    def step():
+        log = MetricLog()
+        for _ in range(n_dis):
+            with autocast():
+                d.train_step((real, torch.randint(0, num_classes, (batch,))), g, opt_d, log, device="cpu")
+        with autocast():
+            g.train_step((real, None), d, opt_g, log, device="cpu")
+
+    return step, sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
+
+
+def peak_rates(repeats: int = 3) -> dict[str, float]:
+    """Median GFLOP/s of the reference kernels: 2048^3 matmul and sagan_32's largest 3x3 conv, bf16 and fp32."""
+    import torch
+    import torch.nn.functional as F
+
+    def rate(fn, flops):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return flops / statistics.median(times) / 1e9
+
+    out, n = {}, 2048
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        out[name] = rate(lambda a=a, b=b: a @ b, 2 * n**3)
+        x = torch.randn(32, 256, 32, 32, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(256, 256, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        out["conv_" + name] = rate(lambda x=x, w=w: F.conv2d(x, w, padding=1), 2 * 32 * 32 * 32 * 256 * 256 * 9)
+    return out
+
+
+def worker(spec: dict) -> None:
+    """Build the configuration in `spec`, then answer commands on stdin with one JSON line each."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(0)
+    out = sys.stdout
+    sys.stdout = sys.stderr  # anything a library prints must not corrupt the protocol
+
+    def reply(**kw):
+        out.write(json.dumps(kw) + "\n")
+        out.flush()
+
+    if spec["model"] == "peak":
+        reply(ready=True, torch=torch.__version__, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+              threads=torch.get_num_threads())
+        for line in sys.stdin:
+            if line.strip() != "time":
+                return
+            reply(**peak_rates())
+        return
+    dtype = getattr(torch, spec["dtype"]) if spec["dtype"] else None
+    memory_format = torch.channels_last if spec["channels_last"] else torch.contiguous_format
+    args = (dtype, memory_format, spec["batch"], spec["n_dis"], spec["num_classes"])
+    if spec["model"] == PEER:
+        step, params_g, params_d = build_peer(*args)
+    else:
+        step, params_g, params_d = build_ours(spec["model"], *args)
+    reply(ready=True, params_g=params_g, params_d=params_d, rss_baseline=rss_bytes())
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "flops":
+            with FlopCounterMode(display=False) as counter:
+                step()
+            reply(flops=counter.get_total_flops())
+        elif cmd == "warmup":
+            step()
+            reply(ok=True)
+        elif cmd == "time":
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            step()
+            t1, c1 = time.perf_counter(), cpu_seconds()
+            reply(seconds=t1 - t0, cpu=c1 - c0)
+        elif cmd == "memory":  # last: the profiler's own memory must not count in the RSS high-water mark
+            peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            reply(peak_rss=peak_rss, tensor_peak=tensor_peak_bytes(step))
+            return
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parent side: start the workers, step them in lockstep with the peak measurement, print the table.
+# ---------------------------------------------------------------------------------------------------------
+
+class Worker:
+    """One configuration in its own process, driven line by line."""
+
+    def __init__(self, spec: dict, env: dict) -> None:
+        self.spec = spec
+        self.proc = subprocess.Popen([sys.executable, __file__, "--_worker", json.dumps(spec)], cwd=ROOT, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info: dict = {}
+        self.times: list[float] = []
+        self.others: list[float] = []
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"worker {self.spec['model']} {self.spec.get('precision', '')} died (its stderr is above)")
+        return json.loads(line)
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def busy_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def run(args) -> dict:
+    models = [m for m in args.models.split(",") if m]
+    if args.peer and PEER not in models:
+        models.append(PEER)
+    if PEER in models:
+        import_mimicry_nets()  # fail early with the install command
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    if args.omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    load_start, t_start = os.getloadavg()[0], time.time()
+    peak_worker = Worker(dict(model="peak", threads=args.threads), env)
+    workers = []
+    for m in models:
+        for p in args.precisions.split(","):
+            dtype, channels_last = PRECISIONS[p]
+            workers.append(Worker(dict(model=m, precision=p, dtype=dtype, channels_last=channels_last,
+                                       threads=args.threads, batch=args.batch_size, n_dis=args.n_dis,
+                                       num_classes=(args.num_classes or 10) if m == PEER else args.num_classes),
+                                  env))
+    info = peak_worker.read()
+    for w in workers:
+        w.info.update(w.read())
+    print(f"{len(workers)} workers built; counting FLOPs and warming up ({args.warmup} iterations each)",
+          file=sys.stderr)
+    for w in workers:  # the first warm-up iteration counts FLOPs
+        w.info.update(w.ask("flops"))
+        for _ in range(args.warmup - 1):
+            w.ask("warmup")
+    peaks: dict[str, list[float]] = {}
+    for r in range(args.iters):
+        for name, value in peak_worker.ask("time").items():
+            peaks.setdefault(name, []).append(value)
+        for w in workers[r % len(workers):] + workers[:r % len(workers)]:
+            b0, t0 = busy_seconds(), time.perf_counter()
+            res = w.ask("time")
+            b1, t1 = busy_seconds(), time.perf_counter()
+            w.times.append(res["seconds"])
+            w.others.append(max(0.0, (b1 - b0 - res["cpu"]) / (t1 - t0)))
+        print(f"round {r + 1}/{args.iters}: " + ", ".join(f"{w.spec['model']} {w.spec['precision']} "
+              f"{w.times[-1]:.2f}s" for w in workers), file=sys.stderr)
+    peak_worker.close()
+    for w in workers:
+        w.info.update(w.ask("memory"))
+        w.close()
+    peak = {k: statistics.median(v) for k, v in peaks.items()}
+    rows = []
+    for w in workers:
+        q1, med, q3 = quartiles(w.times)
+        gflops = w.info["flops"] / 1e9 / med
+        rows.append(dict(
+            model=w.spec["model"], precision=w.spec["precision"],
+            memory_format="channels_last" if w.spec["channels_last"] else "contiguous",
+            batch=args.batch_size, n_dis=args.n_dis, threads=args.threads, num_classes=w.spec["num_classes"],
+            params_g=w.info["params_g"], params_d=w.info["params_d"],
+            s_per_iter=med, s_q1=q1, s_q3=q3, n=len(w.times),
+            images_per_s=args.batch_size * args.n_dis / med, gflop_per_iter=w.info["flops"] / 1e9, gflops=gflops,
+            frac_bf16_peak=gflops / peak["bf16"], frac_fp32_peak=gflops / peak["fp32"],
+            frac_conv_peak=gflops / peak["conv_" + ("bf16" if w.spec["dtype"] else "fp32")],
+            tensor_peak_mib=w.info["tensor_peak"] / 2**20, rss_baseline_mib=w.info["rss_baseline"] / 2**20,
+            peak_rss_growth_mib=(w.info["peak_rss"] - w.info["rss_baseline"]) / 2**20,
+            other_cores=statistics.median(w.others),
+        ))
+    ratios = []
+    peer = {r["precision"]: r["images_per_s"] for r in rows if r["model"] == PEER}
+    for r in rows:
+        if r["model"] == "sagan_32" and peer:  # the peer's widths (G 256, D 128 channels); not sagan_32_cpu
+            ratios.append(dict(model=r["model"], precision=r["precision"],
+                               vs_peer_fp32=r["images_per_s"] / peer["fp32"] if "fp32" in peer else None,
+                               vs_peer_same=(r["images_per_s"] / peer[r["precision"]]
+                                             if r["precision"] in peer else None)))
+    return dict(
+        machine=dict(cpu=cpu_name(), cores=os.cpu_count(), torch=info["torch"], python=platform.python_version(),
+                     cpu_capability=info["cpu_capability"]),
+        settings=dict(threads=args.threads, batch=args.batch_size, n_dis=args.n_dis, iters=args.iters,
+                      warmup=args.warmup, num_classes=args.num_classes,
+                      omp_wait_policy=env.get("OMP_WAIT_POLICY", "unset")),
+        load=dict(loadavg_start=load_start, loadavg_end=os.getloadavg()[0], minutes=(time.time() - t_start) / 60),
+        peak_gflops={**peak, **{k + "_iqr": quartiles(v)[::2] for k, v in peaks.items()}},
+        rows=rows, ratios=ratios,
+    )
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def print_report(res: dict) -> None:
+    s, ld, pk, m = res["settings"], res["load"], res["peak_gflops"], res["machine"]
+
+    def rate(key):
+        return f"{pk[key]:.0f} [{pk[key + '_iqr'][0]:.0f}-{pk[key + '_iqr'][1]:.0f}]"
+
+    print(f"\nOne training iteration = {s['n_dis']} D step(s) + 1 G step + EMA; batch {s['batch']}; "
+          f"{s['threads']} torch thread(s), OMP_WAIT_POLICY {s['omp_wait_policy']}; {m['cores']} CPUs ({m['cpu']}, "
+          f"{m['cpu_capability']}); torch {m['torch']}")
+    print(f"Times: median [IQR] of {s['iters']} lockstep rounds after {s['warmup']} warm-up iterations; load average "
+          f"{ld['loadavg_start']:.2f} at start, {ld['loadavg_end']:.2f} at end ({ld['minutes']:.1f} min)")
+    print(f"Peaks, GFLOP/s, median [IQR] of the rounds: 2048^3 matmul bf16 {rate('bf16')}, fp32 {rate('fp32')}; "
+          f"3x3 conv 256->256ch on (32, 256, 32, 32) bf16 {rate('conv_bf16')}, fp32 {rate('conv_fp32')}")
+    header = (f"{'model':<17} {'precision':<9} {'G/D params':>10} {'s/iter [IQR]':>19} {'img/s':>6} "
+              f"{'GFLOP/it':>8} {'GFLOP/s':>7} {'%bf16pk':>7} {'%fp32pk':>7} {'%convpk':>7} {'tensor MiB':>10} "
+              f"{'RSS+ MiB':>8} {'others':>6}")
+    print(header)
+    print("-" * len(header))
+    for r in res["rows"]:
+        params = f"{r['params_g'] / 1e6:.1f}/{r['params_d'] / 1e6:.1f}M"
+        spread = f"{r['s_per_iter']:.2f} [{r['s_q1']:.2f}-{r['s_q3']:.2f}]"
+        print(f"{r['model']:<17} {r['precision']:<9} {params:>10} {spread:>19} {r['images_per_s']:>6.1f} "
+              f"{r['gflop_per_iter']:>8.0f} {r['gflops']:>7.0f} {100 * r['frac_bf16_peak']:>6.0f}% "
+              f"{100 * r['frac_fp32_peak']:>6.0f}% {100 * r['frac_conv_peak']:>6.0f}% {r['tensor_peak_mib']:>10.0f} "
+              f"{r['peak_rss_growth_mib']:>8.0f} {r['other_cores']:>6.2f}")
+    print("img/s = batch * n_dis / median s/iter. GFLOP/it: FlopCounterMode over one iteration. %bf16pk, %fp32pk: "
+          "achieved GFLOP/s over the matmul peaks;\n%convpk: over the 3x3 conv peak in the row's precision. tensor "
+          "MiB: peak tensor bytes allocated in one iteration above those live at its start\n(profiler). RSS+ MiB: "
+          "peak RSS growth over the worker's RSS after building networks and optimisers. others: cores other "
+          "processes\nkept busy during the row's timed iterations (median).")
+    for q in res["ratios"]:
+        same = f"{q['vs_peer_same']:.2f}x" if q["vs_peer_same"] is not None else "n/a"
+        fp32 = f"{q['vs_peer_fp32']:.2f}x" if q["vs_peer_fp32"] is not None else "n/a"
+        print(f"{q['model']} {q['precision']}: {fp32} the peer's fp32 images/s, {same} the peer's "
+              f"{q['precision']} images/s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="sagan_32", help="comma-separated registry names (default: sagan_32)")
+    p.add_argument("--precisions", default="fp32,bf16", help=f"comma-separated, of {', '.join(PRECISIONS)}; "
+                   "fp32 and bf16 use channels_last as `sagan train` does (default: fp32,bf16)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0, help="torch threads per worker (default: the CPUs this "
+                   "process may use); on a machine shared with other jobs, 1 is often faster")
+    p.add_argument("--omp-wait-policy", choices=["passive", "active"], help="set OMP_WAIT_POLICY for the workers "
+                   "(default: the environment's); passive stops idle OpenMP threads spinning, which matters when "
+                   "other processes share the cores")
+    p.add_argument("--iters", type=int, default=10, help="timed rounds (default: 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations per worker; the first counts FLOPs "
+                   "(default: 3)")
+    p.add_argument("--n-dis", type=int, default=1, help="D steps per iteration (default: 1, SAGAN's)")
+    p.add_argument("--num-classes", type=int, default=0, help="build our models conditional on this many classes "
+                   "(default: 0; the peer always uses 10 unless this is set)")
+    p.add_argument("--peer", action="store_true", help=f"add mimicry's SAGAN-32 ({PEER_PACKAGE}) side by side")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--_worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._worker:
+        sys.path.insert(0, str(ROOT))
+        worker(json.loads(args._worker))
+        return
+    if args.warmup < 1 or args.iters < 1:
+        p.error("--warmup and --iters must be at least 1 (the first warm-up iteration counts FLOPs)")
+    for prec in args.precisions.split(","):
+        if prec not in PRECISIONS:
+            p.error(f"unknown precision {prec!r}; choose from {', '.join(PRECISIONS)}")
+    args.threads = args.threads or len(os.sched_getaffinity(0))
+    res = run(args)
+    print_report(res)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
