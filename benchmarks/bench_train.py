@@ -51,6 +51,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import busy_seconds, cpu_seconds, rss_bytes, tensor_peak_bytes  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER = "mimicry_sagan_32"
 PEER_PACKAGE = "torch-mimicry==0.1.16"
@@ -62,55 +65,6 @@ PRECISIONS = {"fp32": (None, True), "bf16": ("bfloat16", True), "fp32-nchw": (No
 # ---------------------------------------------------------------------------------------------------------
 # Worker side: build one configuration, then run iterations on command.
 # ---------------------------------------------------------------------------------------------------------
-
-def rss_bytes() -> int:
-    """Current resident set size of this process."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def cpu_seconds() -> float:
-    """CPU time (user + system, all threads) this process has used."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def tensor_peak_bytes(fn) -> int:
-    """Peak bytes of tensors allocated during one call of fn(), above those live when that call starts.
-
-    fn runs twice under torch.profiler (profile_memory=True) and the second call is measured, from the CPU
-    allocator's running total stamped on each allocation event: the profiler sees only the frees of blocks
-    allocated while it runs, and the second call frees what the first one left (gradients, say).
-    """
-    import tempfile
-
-    from torch.profiler import ProfilerActivity, profile, record_function
-
-    saved = os.dup(2)  # the profiler's C++ side logs to stderr (no GPU, untracked older blocks): keep it quiet
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            fn()
-            with record_function("measured call"):
-                fn()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "trace.json"
-            prof.export_chrome_trace(str(path))
-            events = json.loads(path.read_text())["traceEvents"]
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    marker = next(e for e in events if e.get("name") == "measured call" and e.get("ph") == "X")
-    t0, t1 = marker["ts"], marker["ts"] + marker["dur"]
-    memory = sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"])
-    before = [e["args"]["Total Allocated"] for e in memory if e["ts"] < t0]
-    inside = [e for e in memory if t0 <= e["ts"] <= t1]
-    if not inside:
-        return 0
-    start = before[-1] if before else inside[0]["args"]["Total Allocated"] - inside[0]["args"]["Bytes"]
-    return max(e["args"]["Total Allocated"] for e in inside) - start
-
 
 def import_mimicry_nets():
     """torch_mimicry's SAGAN-32 module and MetricLog class, without running the package's __init__.
@@ -305,13 +259,6 @@ class Worker:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
-
-
-def busy_seconds() -> float:
-    """CPU-seconds the whole machine has spent busy since boot (all but idle and iowait)."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
