@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -186,29 +185,11 @@ def render(html_path: str | Path, screenshot: str | Path | None = None, width: i
 # A tiny trained run, and its report
 
 
-def _image_folder(root: Path) -> Path:
-    """24 small RGB images in two class folders (discs and squares), made on the spot."""
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(["discs", "squares"]):
-        (root / name).mkdir(parents=True)
-        for i in range(12):
-            img = np.full((40, 40, 3), 255, np.uint8)
-            lo, hi = 8 + rng.integers(0, 6), 28 + rng.integers(0, 6)
-            colour = rng.integers(0, 200, 3)
-            if c:
-                img[lo:hi, lo:hi] = colour
-            else:
-                yy, xx = np.mgrid[:40, :40]
-                img[(yy - 20) ** 2 + (xx - 20) ** 2 < (hi - lo) ** 2 // 4] = colour
-            Image.fromarray(img).save(root / name / f"{i:03d}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def trained_run(tmp_path_factory, tiny_folder):
     """`sagan train` for 6 steps of a tiny sagan_32, plus an eval record and an alarm as later steps would add."""
     tmp = tmp_path_factory.mktemp("report")
-    data, run = _image_folder(tmp / "images"), tmp / "run"
+    data, run = tiny_folder, tmp / "run"
     cfg = apply_overrides(TrainConfig(), {
         "model": "sagan_32", "model_args": {"g_ch": 8, "d_ch": 8}, "data": str(data), "out": str(run),
         "max_steps": 6, "batch_size": 8, "log_every": 2, "sample_every": 3, "checkpoint_every": 3,
