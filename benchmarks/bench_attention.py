@@ -31,13 +31,12 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import busy_seconds, cpu_seconds, rss_bytes, tensor_peak_bytes  # noqa: E402
+from measure import Worker, busy_seconds, cpu_seconds, rss_bytes, tensor_peak_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,29 +91,6 @@ def worker(spec: dict) -> None:
             return
 
 
-class Worker:
-    """One case in its own process, driven line by line."""
-
-    def __init__(self, spec: dict, env: dict) -> None:
-        self.spec = spec
-        self.proc = subprocess.Popen([sys.executable, __file__, "--_worker", json.dumps(spec)], cwd=ROOT, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.info = self.read()
-        self.times: list[float] = []
-        self.others: list[float] = []
-
-    def read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"worker {self.spec} died (its stderr is above)")
-        return json.loads(line)
-
-    def ask(self, cmd: str) -> dict:
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-
 def run(args) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     if args.omp_wait_policy:
@@ -124,7 +100,9 @@ def run(args) -> dict:
         for channels in (int(c) for c in args.channels.split(",")):
             base = dict(resolution=args.resolution, batch=args.batch_size, channels=channels, precision=precision,
                         threads=args.threads)
-            pair = [Worker({**base, "path": "fused"}, env), Worker({**base, "path": "explicit"}, env)]
+            pair = [Worker(__file__, {**base, "path": path}, env) for path in ("fused", "explicit")]
+            for w in pair:
+                w.info = w.read()
             for w in pair:
                 w.ask("time")  # warm-up
             for i in range(args.iters):
@@ -136,7 +114,7 @@ def run(args) -> dict:
                     w.others.append(max(0.0, (b1 - b0 - res["cpu"]) / (t1 - t0)))
             for w in pair:
                 w.info.update(w.ask("memory"))
-                w.proc.stdin.close()
+                w.close()
                 w.proc.wait()
                 q = statistics.quantiles(w.times, n=4, method="inclusive") if len(w.times) > 1 else [w.times[0]] * 3
                 rows.append(dict(**w.spec, n=args.resolution**2, ms=1e3 * q[1], ms_q1=1e3 * q[0], ms_q3=1e3 * q[2],

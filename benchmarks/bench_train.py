@@ -46,13 +46,12 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import busy_seconds, cpu_seconds, rss_bytes, tensor_peak_bytes  # noqa: E402
+from measure import Worker, busy_seconds, cpu_seconds, rss_bytes, tensor_peak_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = "mimicry_sagan_32"
@@ -234,33 +233,6 @@ def worker(spec: dict) -> None:
 # Parent side: start the workers, step them in lockstep with the peak measurement, print the table.
 # ---------------------------------------------------------------------------------------------------------
 
-class Worker:
-    """One configuration in its own process, driven line by line."""
-
-    def __init__(self, spec: dict, env: dict) -> None:
-        self.spec = spec
-        self.proc = subprocess.Popen([sys.executable, __file__, "--_worker", json.dumps(spec)], cwd=ROOT, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.info: dict = {}
-        self.times: list[float] = []
-        self.others: list[float] = []
-
-    def read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"worker {self.spec['model']} {self.spec.get('precision', '')} died (its stderr is above)")
-        return json.loads(line)
-
-    def ask(self, cmd: str) -> dict:
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         return values[0], values[0], values[0]
@@ -278,12 +250,12 @@ def run(args) -> dict:
     if args.omp_wait_policy:
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     load_start, t_start = os.getloadavg()[0], time.time()
-    peak_worker = Worker(dict(model="peak", threads=args.threads), env)
+    peak_worker = Worker(__file__, dict(model="peak", threads=args.threads), env)
     workers = []
     for m in models:
         for p in args.precisions.split(","):
             dtype, channels_last = PRECISIONS[p]
-            workers.append(Worker(dict(model=m, precision=p, dtype=dtype, channels_last=channels_last,
+            workers.append(Worker(__file__, dict(model=m, precision=p, dtype=dtype, channels_last=channels_last,
                                        threads=args.threads, batch=args.batch_size, n_dis=args.n_dis,
                                        num_classes=(args.num_classes or 10) if m == PEER else args.num_classes),
                                   env))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import resource
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -59,3 +61,32 @@ def busy_seconds() -> float:
     with open("/proc/stat") as f:
         fields = [int(v) for v in f.readline().split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class Worker:
+    """One benchmark case in a process of its own (`python SCRIPT --_worker SPEC`), driven line by line:
+    each command written to its stdin is answered by one JSON line on its stdout."""
+
+    def __init__(self, script: str, spec: dict, env: dict) -> None:
+        self.spec = spec
+        self.proc = subprocess.Popen([sys.executable, script, "--_worker", json.dumps(spec)],
+                                     cwd=Path(script).resolve().parents[1], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info: dict = {}
+        self.times: list[float] = []
+        self.others: list[float] = []
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"worker {self.spec} died (its stderr is above)")
+        return json.loads(line)
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
