@@ -31,6 +31,39 @@ def sample_labels(num: int, num_classes: int, class_index: int | None = None) ->
 
 
 @torch.no_grad()
+def standing_statistics(generator: nn.Module, num: int = 2048, batch_size: int = 256, seed: int = 0) -> None:
+    """Recompute the generator's batch-norm running statistics from its own samples (BigGAN's "standing stats").
+
+    G_ema's weights are an average, but the running means and variances it would otherwise carry are the raw
+    G's: the two disagree, and sampling in eval mode pays for it (measured on a 4,070-step Fashion-MNIST
+    G_ema, 5,000 samples: fd_fmnist 0.687 -> 0.466 once its statistics were its own). Only the batch norms
+    run in train mode here; spectral-norm vectors and everything else stay as they are, and the global RNG is
+    untouched (the latents come from `seed`).
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was_training, momenta = generator.training, [m.momentum for m in norms]
+    generator.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over all `num` samples
+        m.train()
+    try:
+        rng = torch.Generator().manual_seed(seed)
+        device = next(generator.parameters()).device
+        for i in range(0, num, batch_size):
+            n = min(batch_size, num - i)
+            z = sample_latents(n, generator.z_dim, rng).to(device)
+            y = torch.randint(generator.num_classes, (n,), generator=rng).to(device) if generator.num_classes else None
+            generator(z, y)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        generator.train(was_training)
+
+
+@torch.no_grad()
 def generate(generator: nn.Module, num: int, seed: int = 0, batch_size: int = 256, class_index: int | None = None,
              truncation: float | None = None) -> torch.Tensor:
     """`num` samples as uint8 (N, C, H, W) on the CPU; the same seed gives the same images."""

@@ -35,7 +35,7 @@ from sagan.losses import LOSSES
 from sagan.models import GAN, model_config
 from sagan.progress import Progress
 from sagan.runtime import Runtime, setup_runtime, shutdown_runtime
-from sagan.sampling import sample_latents
+from sagan.sampling import sample_latents, standing_statistics
 from sagan.stats import StatsWriter
 
 
@@ -320,6 +320,9 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                     progress.write(f"warning at step {step}: {event}")
                 stats.log(step, log)
                 progress.update(step, log, alarm.active)
+            if rt.is_main and (step % cfg.sample_every == 0 or step == cfg.max_steps
+                               or (cfg.eval_every and step % cfg.eval_every == 0) or step % cfg.checkpoint_every == 0):
+                standing_statistics(g_ema, seed=cfg.seed)  # G_ema's own BN statistics for what is published now
             if rt.is_main and (step % cfg.sample_every == 0 or step == cfg.max_steps):
                 _sample_grid(g_ema, fixed_z, fixed_y, rt, run / "samples" / f"step_{step:09d}.png", 8)
             if cfg.eval_every and step % cfg.eval_every == 0:
@@ -339,8 +342,10 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                     progress.write(f"time budget of {cfg.max_minutes:g} min reached at step {step}")
                 break
         if saved_at["step"] != step:
+            standing_statistics(g_ema, seed=cfg.seed)
             last_path = save(step) or last_path
     except Interrupted:
+        standing_statistics(g_ema, seed=cfg.seed)
         last_path = save(step) or last_path
         if rt.is_main:
             progress.close()
