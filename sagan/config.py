@@ -27,7 +27,9 @@ class TrainConfig:
     out: str = "runs/sagan"
     seed: int = 0
     # the recipe: TTUR (Heusel et al. 2017) with SAGAN's settings
-    batch_size: int = 64
+    # 32, not SNGAN's 64: on a CPU the images/s barely change with the batch, so 32 takes twice the steps in a
+    # time budget (Fashion-MNIST in 12 min, 1 thread: recall 0.18 at batch 32 against 0.16 at 64)
+    batch_size: int = 32
     lr_g: float = 1e-4
     lr_d: float = 4e-4
     beta1: float = 0.0
@@ -36,6 +38,9 @@ class TrainConfig:
     loss: str = "hinge"
     ema_decay: float = 0.999
     ema_start: int = 0  # G_ema copies G until this step, then averages (with a warm-up, see train.ema_decay_at)
+    # G_ema's batch-norm statistics are recomputed from this many of its samples before every grid, evaluation
+    # and checkpoint (sampling.standing_statistics); 0 keeps the raw G's copied statistics
+    standing_samples: int = 2048
     # how to run
     precision: str = "auto"
     channels_last: bool = True
@@ -66,7 +71,7 @@ class TrainConfig:
         for key in ("beta1", "beta2", "ema_decay"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
-        for key in ("max_minutes", "threads", "eval_every", "ema_start"):
+        for key in ("max_minutes", "threads", "eval_every", "ema_start", "standing_samples"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.loss not in LOSSES:

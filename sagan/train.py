@@ -148,6 +148,11 @@ def _sample_grid(g_ema: nn.Module, fixed_z: torch.Tensor, fixed_y: torch.Tensor 
     save_image(images, path, nrow=rows, normalize=True, value_range=(-1, 1), padding=1)
 
 
+def _standing(g_ema: nn.Module, cfg: TrainConfig) -> None:
+    if cfg.standing_samples:
+        standing_statistics(g_ema, num=cfg.standing_samples, seed=cfg.seed)
+
+
 def build(cfg: TrainConfig, rt: Runtime):
     """Load the data and build the model the config names: (data, gan)."""
     data = load_data(cfg.data, model_config(cfg.model).resolution, root=cfg.data_root)
@@ -322,7 +327,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                 progress.update(step, log, alarm.active)
             if rt.is_main and (step % cfg.sample_every == 0 or step == cfg.max_steps
                                or (cfg.eval_every and step % cfg.eval_every == 0) or step % cfg.checkpoint_every == 0):
-                standing_statistics(g_ema, seed=cfg.seed)  # G_ema's own BN statistics for what is published now
+                _standing(g_ema, cfg)  # G_ema's own BN statistics for what is published now
             if rt.is_main and (step % cfg.sample_every == 0 or step == cfg.max_steps):
                 _sample_grid(g_ema, fixed_z, fixed_y, rt, run / "samples" / f"step_{step:09d}.png", 8)
             if cfg.eval_every and step % cfg.eval_every == 0:
@@ -342,10 +347,10 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                     progress.write(f"time budget of {cfg.max_minutes:g} min reached at step {step}")
                 break
         if saved_at["step"] != step:
-            standing_statistics(g_ema, seed=cfg.seed)
+            _standing(g_ema, cfg)
             last_path = save(step) or last_path
     except Interrupted:
-        standing_statistics(g_ema, seed=cfg.seed)
+        _standing(g_ema, cfg)
         last_path = save(step) or last_path
         if rt.is_main:
             progress.close()

@@ -27,6 +27,6 @@ def tiny_train_args(data, out, steps, **extra):
     """Overrides for a fast, deterministic CPU run of a tiny sagan_32."""
     cfg = dict(model="sagan_32", model_args={"g_ch": 8, "d_ch": 8}, data=str(data), out=str(out), max_steps=steps,
                batch_size=8, log_every=2, sample_every=4, checkpoint_every=3, precision="fp32", threads=1,
-               deterministic=True, channels_last=False)
+               deterministic=True, channels_last=False, standing_samples=32)
     cfg.update(extra)
     return cfg

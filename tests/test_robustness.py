@@ -41,7 +41,7 @@ def _args(data, out, steps):
     return ["train", "--model", "sagan_32", "--data", str(data), "--out", str(out), "--max-steps", str(steps),
             "--batch-size", "8", "--threads", "1", "--precision", "fp32", "--deterministic", "--no-channels-last",
             "--set", "model_args.g_ch=8", "--set", "model_args.d_ch=8", "--set", "log_every=2",
-            "--sample-every", "1000", "--checkpoint-every", "2"]
+            "--set", "standing_samples=32", "--sample-every", "1000", "--checkpoint-every", "2"]
 
 
 def _state(run, step):

@@ -274,3 +274,14 @@ def test_ema_warms_up_then_averages():
     update_ema(ema, model, 0.75)
     assert torch.allclose(ema.weight, torch.full((2,), 0.75 * 1 + 0.25 * 3))
     assert torch.equal(ema.running_mean, model.running_mean), "buffers are copied, not averaged"
+
+
+@pytest.mark.parametrize("standing", [0, 32])
+def test_g_ema_gets_its_own_batch_norm_statistics(tiny_folder, tmp_path, standing):
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 3, standing_samples=standing)))
+    state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1])
+    keys = [k for k in state["generator"] if k.endswith("running_mean")]
+    assert keys
+    same = [torch.equal(state["generator"][k], state["generator_ema"][k]) for k in keys]
+    # standing_samples=0: the raw G's statistics are copied; otherwise every BN has G_ema's own
+    assert all(same) if standing == 0 else not any(same)
