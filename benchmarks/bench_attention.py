@@ -36,7 +36,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import Worker, busy_seconds, cpu_seconds, rss_bytes, tensor_peak_bytes  # noqa: E402
+from measure import (  # noqa: E402
+    Worker,
+    busy_seconds,
+    check_precisions,
+    cpu_seconds,
+    rss_bytes,
+    run_and_report,
+    tensor_peak_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,17 +183,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.insert(0, str(ROOT))
         worker(json.loads(args._worker))
         return
-    for prec in args.precisions.split(","):
-        if prec not in ("fp32", "bf16"):
-            p.error(f"unknown precision {prec!r}; choose fp32 or bf16")
+    check_precisions(p, args.precisions, ("fp32", "bf16"))
     if args.iters < 1:
         p.error("--iters must be at least 1")
-    args.threads = args.threads or len(os.sched_getaffinity(0))
-    res = run(args)
-    print_report(res)
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
-        print(f"wrote {args.json}")
+    run_and_report(args, run, print_report)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import Worker, busy_seconds, cpu_seconds, rss_bytes, tensor_peak_bytes  # noqa: E402
+from measure import (  # noqa: E402
+    Worker,
+    busy_seconds,
+    check_precisions,
+    cpu_seconds,
+    rss_bytes,
+    run_and_report,
+    tensor_peak_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = "mimicry_sagan_32"
@@ -398,15 +406,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.warmup < 1 or args.iters < 1:
         p.error("--warmup and --iters must be at least 1 (the first warm-up iteration counts FLOPs)")
-    for prec in args.precisions.split(","):
-        if prec not in PRECISIONS:
-            p.error(f"unknown precision {prec!r}; choose from {', '.join(PRECISIONS)}")
-    args.threads = args.threads or len(os.sched_getaffinity(0))
-    res = run(args)
-    print_report(res)
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
-        print(f"wrote {args.json}")
+    check_precisions(p, args.precisions, PRECISIONS)
+    run_and_report(args, run, print_report)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,20 @@ class Worker:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
+
+
+def check_precisions(parser, spec: str, allowed) -> None:
+    """parser.error for any comma-separated precision in `spec` that is not in `allowed`."""
+    for prec in spec.split(","):
+        if prec not in allowed:
+            parser.error(f"unknown precision {prec!r}; choose from {', '.join(allowed)}")
+
+
+def run_and_report(args, run, print_report) -> None:
+    """Default --threads to the CPUs this process may use, run, print the table, and write --json if asked."""
+    args.threads = args.threads or len(os.sched_getaffinity(0))
+    res = run(args)
+    print_report(res)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+        print(f"wrote {args.json}")
