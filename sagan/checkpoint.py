@@ -96,11 +96,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # torch words every weights-only failure with "weights_only"; a forbidden class is "unsupported GLOBAL",
+        # anything else (e.g. "Unsupported operand") is a file that is not a pickle at all
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(f"refused to load {path}: it holds Python objects other than tensors and plain "
                                   "values, which could run code; only load checkpoints you trust") from None
-        raise CheckpointError(f"{path} is corrupt or not a checkpoint ({first})") from None
+        raise CheckpointError(f"{path} is corrupt or not a checkpoint; use another checkpoint of the run") from None
     except Exception as exc:  # torch.load fails in many ways on a torn or foreign file (EOFError, KeyError, ...)
         raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}); "
                               "use an earlier checkpoint of the run") from None

@@ -130,6 +130,13 @@ def test_crafted_checkpoint_is_refused_and_its_code_does_not_run(tmp_path):
     assert not marker.exists()
 
 
+def test_a_file_that_is_no_pickle_is_called_corrupt_not_unsafe(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"garbage, not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt or not a checkpoint"):
+        load_checkpoint(path)
+
+
 def test_foreign_and_future_files_are_refused(tmp_path):
     torch.save({"some": torch.ones(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a sagan checkpoint"):
