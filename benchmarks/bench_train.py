@@ -4,9 +4,11 @@
         [--threads N] [--iters 10] [--warmup 3] [--n-dis 1] [--num-classes 0] [--peer] [--json OUT]
 
 A plain script that prints a table; not a test. One iteration is the training loop's own step, stripped of
-data loading and bookkeeping: `d_step` n_dis times, `g_step`, then `update_ema`, all imported from
-sagan.train, with `sagan train`'s default recipe (sagan.config.TrainConfig: hinge loss, Adam lr 1e-4 / 4e-4,
-betas (0, 0.9), EMA), on random images in [-1, 1], channels_last as `sagan train` runs by default.
+data loading and bookkeeping: `generate` + `d_step` n_dis times, `generate` + `g_step`, then `update_ema`,
+all imported from sagan.train, with `sagan train`'s default recipe (sagan.config.TrainConfig: hinge loss,
+Adam lr 1e-4 / 4e-4, betas (0, 0.9), EMA), on random images in [-1, 1], channels_last as `sagan train` runs by default.
+A model written NAME+reuse runs with `reuse_fakes` on: the G step back-propagates through the last D step's
+fakes instead of generating new ones (one G forward less per iteration).
 
 How each number is obtained:
 - Every configuration (model x precision) runs in a worker process of its own, all started at once. The
@@ -107,9 +109,10 @@ def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_cla
     from sagan.losses import LOSSES
     from sagan.models import create_model
     from sagan.runtime import Runtime
-    from sagan.train import d_step, g_step, update_ema
+    from sagan.train import d_step, g_step, generate, update_ema
 
-    recipe = TrainConfig()  # learning rates, betas, loss and EMA decay as `sagan train` uses them
+    model, _, variant = model.partition("+")
+    recipe = TrainConfig(reuse_fakes=variant == "reuse")  # lr, betas, loss and EMA as `sagan train` uses them
     gan = create_model(model, num_classes=num_classes).to(memory_format=memory_format)
     g, d, cfg = gan.generator, gan.discriminator, gan.config
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
@@ -123,10 +126,16 @@ def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_cla
     def labels():
         return torch.randint(0, num_classes, (batch,)) if num_classes else None
 
-    def step():
-        for _ in range(n_dis):
-            d_step(d, g, opt_d, d_loss, real, labels(), torch.randn(batch, cfg.z_dim), labels(), rt)
-        g_step(g, d, opt_g, g_loss, torch.randn(batch, cfg.z_dim), labels(), rt)
+    def step():  # the loop in sagan.train._train, without data loading and bookkeeping
+        for i in range(n_dis):
+            shared = recipe.reuse_fakes and i == n_dis - 1
+            y_fake = labels()
+            fake = generate(g, torch.randn(batch, cfg.z_dim), y_fake, rt, keep_graph=shared)
+            d_step(d, opt_d, d_loss, real, labels(), fake, y_fake, rt)
+        if not recipe.reuse_fakes:
+            y_fake = labels()
+            fake = generate(g, torch.randn(batch, cfg.z_dim), y_fake, rt, keep_graph=True)
+        g_step(d, opt_g, g_loss, fake, y_fake, rt)
         update_ema(g_ema, g, recipe.ema_decay)
 
     return step, sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
@@ -381,7 +390,8 @@ def print_report(res: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="sagan_32", help="comma-separated registry names (default: sagan_32)")
+    p.add_argument("--models", default="sagan_32", help="comma-separated registry names, each optionally NAME+reuse "
+                   "(with reuse_fakes on) (default: sagan_32)")
     p.add_argument("--precisions", default="fp32,bf16", help=f"comma-separated, of {', '.join(PRECISIONS)}; "
                    "fp32 and bf16 use channels_last as `sagan train` does (default: fp32,bf16)")
     p.add_argument("--batch-size", type=int, default=64)

@@ -36,6 +36,9 @@ class TrainConfig:
     beta2: float = 0.9
     n_dis: int = 1
     loss: str = "hinge"
+    # reuse_fakes: the G step back-propagates through the last D step's fakes (as PyTorch's DCGAN example does)
+    # instead of drawing new ones: one G forward less per iteration
+    reuse_fakes: bool = False
     ema_decay: float = 0.999
     ema_start: int = 0  # G_ema copies G until this step, then averages (with a warm-up, see train.ema_decay_at)
     # G_ema's batch-norm statistics are recomputed from this many of its samples before every grid, evaluation

@@ -39,18 +39,23 @@ from sagan.sampling import sample_latents, standing_statistics
 from sagan.stats import StatsWriter
 
 
-def d_step(discriminator: nn.Module, generator: nn.Module, opt_d: torch.optim.Optimizer, loss_fn, real: torch.Tensor,
-           y_real: torch.Tensor | None, z: torch.Tensor, y_fake: torch.Tensor | None, rt: Runtime):
-    """One discriminator update against fresh fakes; returns (loss, D(real) logits, D(fake) logits).
+def generate(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None, rt: Runtime,
+             keep_graph: bool) -> torch.Tensor:
+    """Fakes for a step: with G's graph when the G step will back-propagate through them, else without."""
+    with torch.set_grad_enabled(keep_graph), rt.autocast():
+        return generator(z, y)
+
+
+def d_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, loss_fn, real: torch.Tensor,
+           y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None, rt: Runtime):
+    """One discriminator update; returns (loss, D(real) logits, D(fake) logits). `fake` is detached here.
 
     Real and fake go through D as one batch: one spectral-norm power iteration per step and larger matmuls.
     Raises FloatingPointError before stepping when the loss is not finite, so the weights stay finite.
     """
-    with torch.no_grad(), rt.autocast():
-        fake = generator(z, y_fake)
     with rt.autocast():
         y = None if y_real is None else torch.cat([y_real, y_fake])
-        logits = discriminator(torch.cat([real, fake.to(real.dtype)]), y).float()
+        logits = discriminator(torch.cat([real, fake.detach().to(real.dtype)]), y).float()
     d_real, d_fake = logits.detach().split(real.shape[0])
     loss = loss_fn(*logits.split(real.shape[0]))
     if not torch.isfinite(loss):
@@ -61,9 +66,10 @@ def d_step(discriminator: nn.Module, generator: nn.Module, opt_d: torch.optim.Op
     return loss.detach(), d_real, d_fake
 
 
-def g_step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer, loss_fn, z: torch.Tensor,
+def g_step(discriminator: nn.Module, opt_g: torch.optim.Optimizer, loss_fn, fake: torch.Tensor,
            y: torch.Tensor | None, rt: Runtime, step_optimizer: bool = True) -> torch.Tensor:
-    """One generator update (gradients computed; the optimiser stepped unless step_optimizer is False).
+    """One generator update through `fake` (made by `generate(..., keep_graph=True)`); the optimiser is
+    stepped unless step_optimizer is False.
 
     `discriminator` is the plain module: its weights get no gradient (requires_grad off, which also skips
     their weight-gradient kernels) and, in a distributed run, no synchronisation.
@@ -71,7 +77,7 @@ def g_step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Op
     discriminator.requires_grad_(False)
     try:
         with rt.autocast():
-            loss = loss_fn(discriminator(generator(z, y), y).float())
+            loss = loss_fn(discriminator(fake, y).float())
         if not torch.isfinite(loss):
             raise FloatingPointError("generator")
         opt_g.zero_grad(set_to_none=True)
@@ -287,17 +293,21 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     try:
         while step < cfg.max_steps:
             # ---- discriminator: n_dis steps on real batches against fresh fakes -------------------
-            for _ in range(cfg.n_dis):
+            for i in range(cfg.n_dis):
                 real_u8, real_labels = next(batches)
                 real = to_model_range(real_u8.to(rt.device)).contiguous(memory_format=memory_format)
                 y_real, y_fake = labels_for(real_labels, real.shape[0]), labels_for(None, real.shape[0])
                 z = torch.randn(real.shape[0], mcfg.z_dim, device=rt.device)
-                loss_d, d_real, d_fake = d_step(discriminator, g_plain, opt_d, d_loss_fn, real, y_real, z, y_fake, rt)
+                shared = cfg.reuse_fakes and i == cfg.n_dis - 1  # the G step will reuse these fakes
+                fake = generate(generator if shared else g_plain, z, y_fake, rt, keep_graph=shared)
+                loss_d, d_real, d_fake = d_step(discriminator, opt_d, d_loss_fn, real, y_real, fake, y_fake, rt)
                 images_seen += real.shape[0]
             # ---- generator: one step ---------------------------------------------------------------------
-            z = torch.randn(cfg.batch_size, mcfg.z_dim, device=rt.device)
-            y_fake = labels_for(None, cfg.batch_size)
-            loss_g = g_step(generator, d_plain, opt_g, g_loss_fn, z, y_fake, rt, step_optimizer=False)
+            if not cfg.reuse_fakes:
+                z = torch.randn(cfg.batch_size, mcfg.z_dim, device=rt.device)
+                y_fake = labels_for(None, cfg.batch_size)
+                fake = generate(generator, z, y_fake, rt, keep_graph=True)
+            loss_g = g_step(d_plain, opt_g, g_loss_fn, fake, y_fake, rt, step_optimizer=False)
             grad_norms = None
             if rt.is_main and (step + 1) % cfg.log_every == 0:
                 grads = {k: [p.grad for p in net.parameters() if p.grad is not None]

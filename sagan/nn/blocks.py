@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sagan.nn.resample import conv3x3_avgpool, upsample_conv3x3
 from sagan.nn.spectral import Wrap
 
 Norm = Callable[[int], nn.Module]
@@ -37,7 +38,10 @@ def conv(in_ch: int, out_ch: int, kernel: int, sn: Wrap, stride: int = 1, paddin
 
 
 class GBlock(nn.Module):
-    """Residual up block: BN-ReLU-up-conv3-BN-ReLU-conv3, plus an up-sampled 1x1-conv shortcut."""
+    """Residual up block: BN-ReLU-up-conv3-BN-ReLU-conv3, plus an up-sampled 1x1-conv shortcut.
+
+    Computed with the up-sampling fused into conv1 (`upsample_conv3x3`) and after the shortcut's 1x1 conv.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, norm: Norm, sn: Wrap, upsample: bool = True) -> None:
         super().__init__()
@@ -48,18 +52,20 @@ class GBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = F.relu(self.bn1(x, y))
-        if self.upsample:
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))
-        return h + (self.shortcut(x) if self.shortcut is not None else x)
+        if self.upsample:  # up-sampling fused into conv1, and done after the 1x1 shortcut (they commute)
+            h = upsample_conv3x3(h, self.conv1.weight, self.conv1.bias)
+            skip = F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")
+        else:
+            h = self.conv1(h)
+            skip = self.shortcut(x) if self.shortcut is not None else x
+        return self.conv2(F.relu(self.bn2(h, y))) + skip
 
 
 class DBlock(nn.Module):
     """Residual down block: ReLU-conv3-ReLU-conv3-avgpool, plus a 1x1-conv-avgpool shortcut.
 
-    `optimized=True` is SNGAN's first block, which sees raw pixels: no ReLU before the first conv and
-    the shortcut pools before its 1x1 conv.
+    `optimized=True` is SNGAN's first block, which sees raw pixels: no ReLU before the first conv.
+    Computed with the pooling fused into conv2 (`conv3x3_avgpool`) and before the shortcut's 1x1 conv.
     """
 
     def __init__(self, in_ch: int, out_ch: int, sn: Wrap, downsample: bool = True, optimized: bool = False):
@@ -72,12 +78,15 @@ class DBlock(nn.Module):
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(x, 2) if self.downsample else x
 
+    def _conv2_pool(self, h: torch.Tensor) -> torch.Tensor:
+        if self.downsample:  # pooling fused into conv2
+            return conv3x3_avgpool(h, self.conv2.weight, self.conv2.bias)
+        return self.conv2(h)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = x if self.optimized else F.relu(x)
-        h = self._pool(self.conv2(F.relu(self.conv1(h))))
-        if self.optimized:
-            return h + self.shortcut(self._pool(x))
-        return h + (self._pool(self.shortcut(x)) if self.shortcut is not None else x)
+        h = self._conv2_pool(F.relu(self.conv1(x if self.optimized else F.relu(x))))
+        # The 1x1 shortcut pools first (pooling and a 1x1 conv commute): 4x fewer FLOPs than conv-then-pool.
+        return h + (self.shortcut(self._pool(x)) if self.shortcut is not None else x)
 
 
 class UpConv(nn.Module):
