@@ -39,6 +39,8 @@ class TrainConfig:
     # reuse_fakes: the G step back-propagates through the last D step's fakes (as PyTorch's DCGAN example does)
     # instead of drawing new ones: one G forward less per iteration
     reuse_fakes: bool = False
+    # weight of MSGAN's mode-seeking term in the G loss (losses.mode_seeking); 0: off, as in SAGAN
+    mode_seeking: float = 0.0
     ema_decay: float = 0.999
     ema_start: int = 0  # G_ema copies G until this step, then averages (with a warm-up, see train.ema_decay_at)
     # G_ema's batch-norm statistics are recomputed from this many of its samples before every grid, evaluation
@@ -74,9 +76,12 @@ class TrainConfig:
         for key in ("beta1", "beta2", "ema_decay"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
-        for key in ("max_minutes", "threads", "eval_every", "ema_start", "standing_samples"):
+        for key in ("max_minutes", "threads", "eval_every", "ema_start", "standing_samples",
+                    "mode_seeking"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.mode_seeking and self.batch_size % 2:
+            raise ConfigError(f"mode_seeking pairs the batch's halves: batch_size must be even, got {self.batch_size}")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}{did_you_mean(self.loss, LOSSES)}; "
                               f"choose {', '.join(LOSSES)}")

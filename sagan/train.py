@@ -31,7 +31,7 @@ from sagan.config import TrainConfig, save_yaml
 from sagan.data import InfiniteBatches, load_data, to_model_range
 from sagan.errors import CheckpointError, ConfigError, SaganError
 from sagan.health import CollapseAlarm, health_stats, sample_diversity
-from sagan.losses import LOSSES
+from sagan.losses import LOSSES, mode_seeking
 from sagan.models import GAN, model_config
 from sagan.progress import Progress
 from sagan.runtime import Runtime, setup_runtime, shutdown_runtime
@@ -67,9 +67,10 @@ def d_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, loss_fn, real
 
 
 def g_step(discriminator: nn.Module, opt_g: torch.optim.Optimizer, loss_fn, fake: torch.Tensor,
-           y: torch.Tensor | None, rt: Runtime, step_optimizer: bool = True) -> torch.Tensor:
-    """One generator update through `fake` (made by `generate(..., keep_graph=True)`); the optimiser is
-    stepped unless step_optimizer is False.
+           y: torch.Tensor | None, rt: Runtime, step_optimizer: bool = True,
+           regulariser: torch.Tensor | None = None) -> torch.Tensor:
+    """One generator update through `fake` (made by `generate(..., keep_graph=True)`), with `regulariser`
+    (a scalar computed from `fake`) added to the loss; the optimiser is stepped unless step_optimizer is False.
 
     `discriminator` is the plain module: its weights get no gradient (requires_grad off, which also skips
     their weight-gradient kernels) and, in a distributed run, no synchronisation.
@@ -78,6 +79,8 @@ def g_step(discriminator: nn.Module, opt_g: torch.optim.Optimizer, loss_fn, fake
     try:
         with rt.autocast():
             loss = loss_fn(discriminator(fake, y).float())
+        if regulariser is not None:
+            loss = loss + regulariser
         if not torch.isfinite(loss):
             raise FloatingPointError("generator")
         opt_g.zero_grad(set_to_none=True)
@@ -285,6 +288,8 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             return None
         if batch_labels is not None:
             return batch_labels.to(rt.device)
+        if cfg.mode_seeking:  # the halves of a fake batch share labels: mode seeking compares them pairwise
+            return torch.randint(0, mcfg.num_classes, (n // 2,), device=rt.device).repeat(2)
         return torch.randint(0, mcfg.num_classes, (n,), device=rt.device)
 
     start_step, t_start, last_path = step, time.time(), None
@@ -307,7 +312,8 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                 z = torch.randn(cfg.batch_size, mcfg.z_dim, device=rt.device)
                 y_fake = labels_for(None, cfg.batch_size)
                 fake = generate(generator, z, y_fake, rt, keep_graph=True)
-            loss_g = g_step(d_plain, opt_g, g_loss_fn, fake, y_fake, rt, step_optimizer=False)
+            regulariser = cfg.mode_seeking * mode_seeking(fake, z) if cfg.mode_seeking else None
+            loss_g = g_step(d_plain, opt_g, g_loss_fn, fake, y_fake, rt, step_optimizer=False, regulariser=regulariser)
             grad_norms = None
             if rt.is_main and (step + 1) % cfg.log_every == 0:
                 grads = {k: [p.grad for p in net.parameters() if p.grad is not None]

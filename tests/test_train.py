@@ -65,15 +65,57 @@ def test_run_folder_contents(tiny_folder, tmp_path):
     assert torch.equal(g1(z, y), g2(z, y))
 
 
-def test_exact_resume_is_bitwise_identical(tiny_folder, tmp_path):
+@pytest.mark.parametrize("recipe", [{}, {"reuse_fakes": True, "mode_seeking": 1.0}], ids=["default", "reuse+ms"])
+def test_exact_resume_is_bitwise_identical(tiny_folder, tmp_path, recipe):
     """2N steps in one go == N steps, stop, resume, N steps: G, D, G_ema and optimiser states."""
-    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "straight", 8, checkpoint_every=4)))
-    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "split", 4, checkpoint_every=4)))
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "straight", 8, checkpoint_every=4, **recipe)))
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "split", 4, checkpoint_every=4, **recipe)))
     assert load_checkpoint(list_checkpoints(tmp_path / "split")[-1])["step"] == 4
-    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "split", 8, checkpoint_every=4)))
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "split", 8, checkpoint_every=4, **recipe)))
     a = _weights(tmp_path / "straight" / "checkpoints" / "step_000000008.pt")
     b = _weights(tmp_path / "split" / "checkpoints" / "step_000000008.pt")
     _assert_identical(a, b)
+
+
+@pytest.mark.parametrize("n_dis", [1, 2])
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reuse_fakes_saves_one_generator_forward(tiny_folder, tmp_path, monkeypatch, reuse, n_dis):
+    """reuse_fakes: the G step back-propagates through the last D step's fakes; otherwise it draws new ones."""
+    import sagan.train as loop
+
+    calls, real_generate = [], loop.generate
+
+    def counting(generator, z, y, rt, keep_graph):
+        fake = real_generate(generator, z, y, rt, keep_graph)
+        calls.append((keep_graph, fake.requires_grad))
+        return fake
+
+    monkeypatch.setattr(loop, "generate", counting)
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 3, reuse_fakes=reuse, n_dis=n_dis,
+                                 standing_samples=0)))
+    per_step = [(False, False)] * (n_dis - 1) + ([(True, True)] if reuse else [(False, False), (True, True)])
+    assert calls == per_step * 3
+
+
+def test_mode_seeking_term_and_paired_labels(tiny_folder, tmp_path, monkeypatch):
+    z = torch.randn(4, 8)
+    same = torch.ones(4, 3, 2, 2)
+    assert losses.mode_seeking(same, z) == pytest.approx(1e5)  # identical halves: 1 / eps
+    far, near = torch.cat([same, -same]), torch.cat([same, 0.5 * same])
+    assert losses.mode_seeking(far, torch.cat([z, -z])) < losses.mode_seeking(near, torch.cat([z, -z]))
+    fake = near.clone().requires_grad_(True)
+    losses.mode_seeking(fake, torch.cat([z, -z])).backward()
+    assert (fake.grad[:4] < 0).all() and (fake.grad[4:] > 0).all()  # descent pulls the halves apart
+
+    import sagan.train as loop
+
+    labels, real_generate = [], loop.generate
+    monkeypatch.setattr(loop, "generate", lambda g, z, y, rt, keep_graph: labels.append(y) or real_generate(
+        g, z, y, rt, keep_graph))
+    train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 2, mode_seeking=1.0, standing_samples=0)))
+    assert labels and all(torch.equal(y[:4], y[4:]) for y in labels)
+    with pytest.raises(ConfigError, match="batch_size must be even"):
+        _cfg(mode_seeking=1.0, batch_size=7)
 
 
 def test_resume_refuses_another_model(tiny_folder, tmp_path):
