@@ -6,9 +6,10 @@
 A plain script that prints a table; not a test. One iteration is the training loop's own step, stripped of
 data loading and bookkeeping: `generate` + `d_step` n_dis times, `generate` + `g_step`, then `update_ema`,
 all imported from sagan.train, with `sagan train`'s default recipe (sagan.config.TrainConfig: hinge loss,
-Adam lr 1e-4 / 4e-4, betas (0, 0.9), EMA), on random images in [-1, 1], channels_last as `sagan train` runs by default.
-A model written NAME+reuse runs with `reuse_fakes` on: the G step back-propagates through the last D step's
-fakes instead of generating new ones (one G forward less per iteration).
+Adam lr 1e-4 / 4e-4, betas (0, 0.9), EMA, mode-seeking term), on random images in [-1, 1], channels_last as
+`sagan train` runs by default.
+By default the G step back-propagates through the last D step's fakes (`reuse_fakes`, one G forward less per
+iteration); a model written NAME+fresh draws new fakes for the G step instead, as the peer does.
 
 How each number is obtained:
 - Every configuration (model x precision) runs in a worker process of its own, all started at once. The
@@ -43,6 +44,7 @@ metrics) is bypassed by registering bare package modules in sys.modules.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -106,13 +108,15 @@ def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_cla
     import torch
 
     from sagan.config import TrainConfig
-    from sagan.losses import LOSSES
+    from sagan.losses import LOSSES, mode_seeking
     from sagan.models import create_model
     from sagan.runtime import Runtime
     from sagan.train import d_step, g_step, generate, update_ema
 
     model, _, variant = model.partition("+")
-    recipe = TrainConfig(reuse_fakes=variant == "reuse")  # lr, betas, loss and EMA as `sagan train` uses them
+    recipe = TrainConfig()  # lr, betas, loss, EMA, reuse_fakes and mode_seeking as `sagan train` uses them
+    if variant == "fresh":
+        recipe = dataclasses.replace(recipe, reuse_fakes=False)
     gan = create_model(model, num_classes=num_classes).to(memory_format=memory_format)
     g, d, cfg = gan.generator, gan.discriminator, gan.config
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
@@ -123,19 +127,24 @@ def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_cla
     real = (torch.rand(batch, cfg.img_channels, cfg.resolution, cfg.resolution) * 2 - 1)
     real = real.contiguous(memory_format=memory_format)
 
-    def labels():
-        return torch.randint(0, num_classes, (batch,)) if num_classes else None
+    def labels(paired: bool = False):
+        if not num_classes:
+            return None
+        if paired and recipe.mode_seeking:
+            return torch.randint(0, num_classes, (batch // 2,)).repeat(2)
+        return torch.randint(0, num_classes, (batch,))
 
     def step():  # the loop in sagan.train._train, without data loading and bookkeeping
         for i in range(n_dis):
             shared = recipe.reuse_fakes and i == n_dis - 1
-            y_fake = labels()
-            fake = generate(g, torch.randn(batch, cfg.z_dim), y_fake, rt, keep_graph=shared)
+            z, y_fake = torch.randn(batch, cfg.z_dim), labels(paired=True)
+            fake = generate(g, z, y_fake, rt, keep_graph=shared)
             d_step(d, opt_d, d_loss, real, labels(), fake, y_fake, rt)
         if not recipe.reuse_fakes:
-            y_fake = labels()
-            fake = generate(g, torch.randn(batch, cfg.z_dim), y_fake, rt, keep_graph=True)
-        g_step(d, opt_g, g_loss, fake, y_fake, rt)
+            z, y_fake = torch.randn(batch, cfg.z_dim), labels(paired=True)
+            fake = generate(g, z, y_fake, rt, keep_graph=True)
+        regulariser = recipe.mode_seeking * mode_seeking(fake, z) if recipe.mode_seeking else None
+        g_step(d, opt_g, g_loss, fake, y_fake, rt, regulariser=regulariser)
         update_ema(g_ema, g, recipe.ema_decay)
 
     return step, sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
@@ -390,8 +399,8 @@ def print_report(res: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="sagan_32", help="comma-separated registry names, each optionally NAME+reuse "
-                   "(with reuse_fakes on) (default: sagan_32)")
+    p.add_argument("--models", default="sagan_32", help="comma-separated registry names, each optionally NAME+fresh "
+                   "(new fakes for the G step: reuse_fakes off) (default: sagan_32)")
     p.add_argument("--precisions", default="fp32,bf16", help=f"comma-separated, of {', '.join(PRECISIONS)}; "
                    "fp32 and bf16 use channels_last as `sagan train` does (default: fp32,bf16)")
     p.add_argument("--batch-size", type=int, default=64)
