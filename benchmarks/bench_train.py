@@ -111,7 +111,7 @@ def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_cla
     from sagan.losses import LOSSES, mode_seeking
     from sagan.models import create_model
     from sagan.runtime import Runtime
-    from sagan.train import d_step, g_step, generate, update_ema
+    from sagan.train import d_step, fake_labels, g_step, generate, update_ema
 
     model, _, variant = model.partition("+")
     recipe = TrainConfig()  # lr, betas, loss, EMA, reuse_fakes and mode_seeking as `sagan train` uses them
@@ -128,11 +128,7 @@ def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_cla
     real = real.contiguous(memory_format=memory_format)
 
     def labels(paired: bool = False):
-        if not num_classes:
-            return None
-        if paired and recipe.mode_seeking:
-            return torch.randint(0, num_classes, (batch // 2,)).repeat(2)
-        return torch.randint(0, num_classes, (batch,))
+        return fake_labels(num_classes, batch, paired=paired and bool(recipe.mode_seeking))
 
     def step():  # the loop in sagan.train._train, without data loading and bookkeeping
         for i in range(n_dis):

@@ -46,6 +46,16 @@ def generate(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None, rt: 
         return generator(z, y)
 
 
+def fake_labels(num_classes: int, n: int, paired: bool, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """Random labels for n fakes (None for an unconditional model); `paired`: the two halves share them, as the
+    mode-seeking term compares the halves pairwise."""
+    if not num_classes:
+        return None
+    if paired:
+        return torch.randint(0, num_classes, (n // 2,), device=device).repeat(2)
+    return torch.randint(0, num_classes, (n,), device=device)
+
+
 def d_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, loss_fn, real: torch.Tensor,
            y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None, rt: Runtime):
     """One discriminator update; returns (loss, D(real) logits, D(fake) logits). `fake` is detached here.
@@ -288,9 +298,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             return None
         if batch_labels is not None:
             return batch_labels.to(rt.device)
-        if cfg.mode_seeking:  # the halves of a fake batch share labels: mode seeking compares them pairwise
-            return torch.randint(0, mcfg.num_classes, (n // 2,), device=rt.device).repeat(2)
-        return torch.randint(0, mcfg.num_classes, (n,), device=rt.device)
+        return fake_labels(mcfg.num_classes, n, paired=bool(cfg.mode_seeking), device=rt.device)
 
     start_step, t_start, last_path = step, time.time(), None
     images_seen, t_window, window_images = 0, time.time(), 0

@@ -2,8 +2,8 @@
 
 Both functions compute exactly what the plain pair computes (up to float rounding; the tests compare them in
 float64), take the conv's own `weight` and `bias` (so spectral norm and state-dict keys are untouched), and
-exist because oneDNN has no such fusion: measured on this 2-core AMX CPU (bf16 autocast, channels_last,
-forward + backward, batch 64, median of 7):
+exist because oneDNN has no such fusion: measured on this project's 2-core AVX512-BF16 CPU (bf16 autocast,
+channels_last, forward + backward, batch 64, median of 7):
 
 - `upsample_conv3x3`: nearest 2x upsampling then a 3x3 conv (every G block) costs 9 taps per high-resolution
   pixel; each of the four output phases only sees a 2x2 window of the low-resolution input, so the same
