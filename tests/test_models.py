@@ -133,3 +133,29 @@ def test_user_errors():
         create_model("sagan_32", img_channels=4)
     with pytest.raises(ConfigError, match="resolution"):
         create_model("sagan_32", resolution=48)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_one_initialisation_rule_for_every_weight_layer(name):
+    """Every conv, linear and embedding weight starts Xavier-uniform (the authors' initialiser), the attention
+    1x1 convs and the projection head included; the conditional batch norm's gain/bias tables start at 1/0."""
+    torch.manual_seed(0)
+    gan = _small(name, num_classes=5)
+    checked = 0
+    for mod_name, m in gan.named_modules():
+        if isinstance(m, ConditionalBatchNorm):
+            assert torch.equal(m.gain.weight, torch.ones_like(m.gain.weight))
+            assert torch.equal(m.bias.weight, torch.zeros_like(m.bias.weight))
+        if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)) or mod_name.endswith(
+                (".gain", ".bias")):
+            continue
+        w = m.parametrizations.weight.original if is_spectral(m) else m.weight
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(w)
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert w.abs().max() <= bound + 1e-6, f"{mod_name}: not Xavier-uniform"
+        if w.numel() >= 64:  # a uniform draw this large reaches close to its bound
+            assert w.abs().max() >= 0.8 * bound, f"{mod_name}: narrower than Xavier-uniform (PyTorch's default?)"
+        if getattr(m, "bias", None) is not None and isinstance(m.bias, torch.Tensor):
+            assert not m.bias.any(), f"{mod_name}: bias not zero"
+        checked += 1
+    assert checked > 0

@@ -14,7 +14,7 @@ from torch import nn
 from sagan.models.config import ModelConfig
 from sagan.nn import norm_layer, sn_wrapper
 from sagan.nn.attention import attention_layers
-from sagan.nn.blocks import init_layer
+from sagan.nn.spectral import init_layer
 
 
 class StagedGenerator(nn.Module):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagan.nn.spectral import Wrap, sn
+from sagan.nn.spectral import Wrap, init_layer, sn
 
 
 class SelfAttention(nn.Module):
@@ -23,10 +23,10 @@ class SelfAttention(nn.Module):
         if channels < 8 or channels % 8:
             raise ValueError(f"attention needs a channel count divisible by 8, got {channels}")
         self.channels = channels
-        self.query = sn(nn.Conv2d(channels, channels // 8, 1, bias=False))
-        self.key = sn(nn.Conv2d(channels, channels // 8, 1, bias=False))
-        self.value = sn(nn.Conv2d(channels, channels // 2, 1, bias=False))
-        self.out = sn(nn.Conv2d(channels // 2, channels, 1, bias=False))
+        self.query = init_layer(nn.Conv2d(channels, channels // 8, 1, bias=False), sn)
+        self.key = init_layer(nn.Conv2d(channels, channels // 8, 1, bias=False), sn)
+        self.value = init_layer(nn.Conv2d(channels, channels // 2, 1, bias=False), sn)
+        self.out = init_layer(nn.Conv2d(channels // 2, channels, 1, bias=False), sn)
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

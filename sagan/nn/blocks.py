@@ -15,20 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.nn.resample import conv3x3_avgpool, upsample_conv3x3
-from sagan.nn.spectral import Wrap
+from sagan.nn.spectral import Wrap, init_layer
 
 Norm = Callable[[int], nn.Module]
-
-
-def init_layer(module: nn.Module, sn: Wrap) -> nn.Module:
-    """Xavier-uniform weights and zero biases (the authors' initialiser), then spectral norm.
-
-    The initialisation comes before `sn` so that the power-iteration vectors start from the final weight.
-    """
-    nn.init.xavier_uniform_(module.weight)
-    if getattr(module, "bias", None) is not None:
-        nn.init.zeros_(module.bias)
-    return sn(module)
 
 
 def conv(in_ch: int, out_ch: int, kernel: int, sn: Wrap, stride: int = 1, padding: int | None = None) -> nn.Module:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sagan.nn.spectral import Wrap, no_sn
+from sagan.nn.spectral import Wrap, init_layer, no_sn
 
 
 class BatchNorm(nn.BatchNorm2d):
@@ -54,8 +54,8 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int = 0, sn: Wrap = no_sn) -> None:
         super().__init__()
-        self.linear = sn(nn.Linear(in_features, 1))
-        self.embed = sn(nn.Embedding(num_classes, in_features)) if num_classes > 0 else None
+        self.linear = init_layer(nn.Linear(in_features, 1), sn)
+        self.embed = init_layer(nn.Embedding(num_classes, in_features), sn) if num_classes > 0 else None
 
     def forward(self, h: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         out = self.linear(h).squeeze(1)  # (B,)

@@ -26,6 +26,20 @@ def sn(module: nn.Module, n_power_iterations: int = 1, eps: float = 1e-6) -> nn.
     return spectral_norm(module, n_power_iterations=n_power_iterations, eps=eps)
 
 
+def init_layer(module: nn.Module, sn: Wrap) -> nn.Module:
+    """Xavier-uniform weights and zero biases, then `sn`: the one rule for every conv, linear and embedding layer
+    of both networks (attention convs and the projection head included), as in the authors' released code,
+    which gives every layer the Glorot-uniform initialiser. The conditional batch norm's gain and bias tables
+    (ones and zeros) are the exception.
+
+    The initialisation comes before `sn` so that the power-iteration vectors start from the final weight.
+    """
+    nn.init.xavier_uniform_(module.weight)
+    if getattr(module, "bias", None) is not None:
+        nn.init.zeros_(module.bias)
+    return sn(module)
+
+
 def no_sn(module: nn.Module) -> nn.Module:
     """The identity wrapper: the same layer without spectral normalisation."""
     return module
