@@ -7,6 +7,7 @@ import datetime
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -33,6 +34,20 @@ class Runtime:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def all_finite(self, value: torch.Tensor) -> bool:
+        """Whether `value` is finite on every rank: one small all-reduce in a distributed run, so that all ranks
+        step, or all stop, together (a rank that stopped alone would leave the others waiting in DDP's
+        gradient all-reduce)."""
+        finite = torch.isfinite(value).all().to(torch.float32).reshape(1)
+        if self.distributed:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
+    def noise_seed(self, seed: int) -> int:
+        """The seed of this rank's noise stream: every rank draws its own z and fake labels (or G would make
+        the same fakes on every rank), while the models are initialised from `seed` alike on all ranks."""
+        return int(np.random.SeedSequence([seed, self.rank]).generate_state(1)[0])
 
     @property
     def precision(self) -> str:

@@ -30,6 +30,14 @@ def sample_labels(num: int, num_classes: int, class_index: int | None = None) ->
     return torch.arange(num) % num_classes
 
 
+def fixed_batch(num_classes: int, z_dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The run's fixed batch for sample grids and the diversity signal: 8 per class (up to 10 classes), or 64,
+    from a seed of its own (seed + 12345), so the same z is drawn in every checkpoint's grid."""
+    rows = min(num_classes, 10) if num_classes else 8
+    y = (torch.arange(rows * 8) // 8) % num_classes if num_classes else None
+    return sample_latents(rows * 8, z_dim, torch.Generator().manual_seed(seed + 12345)), y
+
+
 @torch.no_grad()
 def standing_statistics(generator: nn.Module, num: int = 2048, batch_size: int = 256, seed: int = 0) -> None:
     """Recompute the generator's batch-norm running statistics from its own samples (BigGAN's "standing stats").

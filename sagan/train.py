@@ -35,7 +35,7 @@ from sagan.losses import LOSSES, mode_seeking
 from sagan.models import GAN, model_config
 from sagan.progress import Progress
 from sagan.runtime import Runtime, setup_runtime, shutdown_runtime
-from sagan.sampling import sample_latents, standing_statistics
+from sagan.sampling import fixed_batch, standing_statistics
 from sagan.stats import StatsWriter
 
 
@@ -61,14 +61,14 @@ def d_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, loss_fn, real
     """One discriminator update; returns (loss, D(real) logits, D(fake) logits). `fake` is detached here.
 
     Real and fake go through D as one batch: one spectral-norm power iteration per step and larger matmuls.
-    Raises FloatingPointError before stepping when the loss is not finite, so the weights stay finite.
+    Raises FloatingPointError before stepping when the loss is not finite on any rank, so the weights stay finite.
     """
     with rt.autocast():
         y = None if y_real is None else torch.cat([y_real, y_fake])
         logits = discriminator(torch.cat([real, fake.detach().to(real.dtype)]), y).float()
     d_real, d_fake = logits.detach().split(real.shape[0])
     loss = loss_fn(*logits.split(real.shape[0]))
-    if not torch.isfinite(loss):
+    if not rt.all_finite(loss):
         raise FloatingPointError("discriminator")
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
@@ -91,7 +91,7 @@ def g_step(discriminator: nn.Module, opt_g: torch.optim.Optimizer, loss_fn, fake
             loss = loss_fn(discriminator(fake, y).float())
         if regulariser is not None:
             loss = loss + regulariser
-        if not torch.isfinite(loss):
+        if not rt.all_finite(loss):
             raise FloatingPointError("generator")
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -140,7 +140,7 @@ def _rng_state(rt: Runtime) -> dict:
     state = {"torch": torch.get_rng_state()}
     if rt.device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(rt.device)
-    if rt.distributed:  # every rank draws its own noise: keep each rank's state
+    if rt.distributed:  # every rank draws its own noise (Runtime.noise_seed): keep each rank's state
         gathered = [None] * rt.world_size
         dist.all_gather_object(gathered, state)
         return {"ranks": gathered}
@@ -206,7 +206,9 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         except OSError as exc:
             raise SaganError(f"cannot write the run folder {run}: {exc.strerror}; choose another --out") from None
     torch.manual_seed(cfg.seed)
-    data, gan = build(cfg, rt)
+    data, gan = build(cfg, rt)  # the same initial weights on every rank
+    if rt.distributed:
+        torch.manual_seed(rt.noise_seed(cfg.seed))  # but each rank its own z and fake labels
     mcfg = gan.config
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     gan = gan.to(rt.device, memory_format=memory_format)
@@ -216,12 +218,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     batches = InfiniteBatches(data, cfg.batch_size, cfg.seed, rt.rank, rt.world_size)
     d_loss_fn, g_loss_fn = LOSSES[cfg.loss]
 
-    # A fixed batch for sample grids and the diversity signal: 8 per class (or 64) from a seed of its own.
-    rows = min(mcfg.num_classes, 10) if mcfg.num_classes else 8
-    fixed_y = None
-    if mcfg.num_classes:
-        fixed_y = (torch.arange(rows * 8) // 8) % mcfg.num_classes
-    fixed_z = sample_latents(rows * 8, mcfg.z_dim, torch.Generator().manual_seed(cfg.seed + 12345))
+    fixed_z, fixed_y = fixed_batch(mcfg.num_classes, mcfg.z_dim, cfg.seed)  # sample grids and diversity
 
     step, best = 0, None
     resumed = latest_checkpoint(run) if cfg.resume else None
@@ -277,7 +274,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             "batches": batches.state_dict(), "rng": rng, "precision": rt.precision,
         }
 
-    saved_at = {"step": -1}
+    saved_at = {"step": step if resumed is not None else -1}  # the newest checkpoint of this run
 
     def save(at_step: int) -> Path | None:
         rng = _rng_state(rt)  # a collective in distributed runs: every rank takes part
@@ -333,7 +330,11 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             window_images += cfg.batch_size * cfg.n_dis * rt.world_size
 
             # ---- bookkeeping on rank 0 -------------------------------------------------------------------
-            if rt.is_main and (step % cfg.log_every == 0 or step == cfg.max_steps):
+            publish = (step % cfg.sample_every == 0 or step == cfg.max_steps or step % cfg.checkpoint_every == 0
+                       or bool(cfg.eval_every and step % cfg.eval_every == 0))
+            if rt.is_main and publish:
+                _standing(g_ema, cfg)  # G_ema's own BN statistics for what is published now
+            if rt.is_main and (step % cfg.log_every == 0 or publish):
                 now = time.time()
                 speed = window_images / max(now - t_window, 1e-9)
                 t_window, window_images = now, 0
@@ -342,16 +343,14 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                        "lr_g": opt_g.param_groups[0]["lr"], "lr_d": opt_d.param_groups[0]["lr"]}
                 log.update(grad_norms or {})
                 log.update(health_stats(g_plain, d_plain))
-                log["diversity"] = sample_diversity(g_ema, fixed_z, fixed_y, rt.device)
+                if publish:  # the G_ema that sampling uses, standing statistics included; free of extra forwards
+                    log["diversity"] = sample_diversity(g_ema, fixed_z, fixed_y, rt.device)
                 event = alarm.update(step, log)
                 if event:
                     stats.log(step, {"event": event}, kind="alarm")
                     progress.write(f"warning at step {step}: {event}")
                 stats.log(step, log)
                 progress.update(step, log, alarm.active)
-            if rt.is_main and (step % cfg.sample_every == 0 or step == cfg.max_steps
-                               or (cfg.eval_every and step % cfg.eval_every == 0) or step % cfg.checkpoint_every == 0):
-                _standing(g_ema, cfg)  # G_ema's own BN statistics for what is published now
             if rt.is_main and (step % cfg.sample_every == 0 or step == cfg.max_steps):
                 _sample_grid(g_ema, fixed_z, fixed_y, rt, run / "samples" / f"step_{step:09d}.png", 8)
             if cfg.eval_every and step % cfg.eval_every == 0:
@@ -381,13 +380,16 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             print(f"interrupted: saved {last_path} at step {step}; run the same command to resume", file=sys.stderr)
         raise
     except FloatingPointError as exc:
-        # The state in memory is still finite (the bad loss was never stepped on): keep it and stop.
-        last_path = save(step) or last_path
+        # Every rank stops here together (Runtime.all_finite). The state in memory is finite but half a step on
+        # (D stepped, data and RNG moved on), so nothing is saved: the last periodic checkpoint is the resume point.
         if stats:
             stats.log(step, {"event": f"non-finite {exc} loss"}, kind="alarm")
-        raise SaganError(f"the {exc} loss became NaN or infinite at step {step + 1}; the last finite state is saved "
-                         f"in {last_path}. Lower the learning rates (--set lr_d=..., lr_g=...) or use "
-                         "--precision fp32, then resume") from None
+        clean = saved_at["step"]
+        where = (f"the last clean checkpoint is step {clean} ({checkpoint_path(run, clean)}); run the same command "
+                 "to resume from it" if clean >= 0 else "no checkpoint had been written yet; run the command again")
+        raise SaganError(f"the {exc} loss became NaN or infinite at step {step + 1}, so the run stopped without "
+                         f"saving that step; {where} after lowering the learning rates (--set lr_d=..., lr_g=...) "
+                         "or with --precision fp32") from None
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)

@@ -49,7 +49,7 @@ def test_run_folder_contents(tiny_folder, tmp_path):
     assert (run / "generator.safetensors").exists() and (run / "generator.json").exists()
     assert list((run / "tensorboard").iterdir())
     records = [r for r in read_metrics(run) if r["kind"] == "train"]
-    assert [r["step"] for r in records] == [2, 4, 6]
+    assert [r["step"] for r in records] == [2, 3, 4, 6]  # every 2 steps, and the checkpoint at 3
     for key in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_sec", "lr_g", "lr_d", "gamma/G.16",
                 "gamma/D.16", "sigma/G.max", "sigma/D.mean", "grad_norm_g", "grad_norm_d", "diversity"):
         assert key in records[-1], key
@@ -191,7 +191,7 @@ def test_foreign_and_future_files_are_refused(tmp_path):
         load_checkpoint(tmp_path / "text.pt")
 
 
-def test_non_finite_loss_stops_with_the_last_finite_state(tiny_folder, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_clean_checkpoint(tiny_folder, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_hinge = losses.hinge_d
 
@@ -200,11 +200,44 @@ def test_non_finite_loss_stops_with_the_last_finite_state(tiny_folder, tmp_path,
         return real_hinge(real, fake) * (float("nan") if calls["n"] == 5 else 1.0)
 
     monkeypatch.setitem(losses.LOSSES, "hinge", (flaky, losses.hinge_g))
-    with pytest.raises(SaganError, match="NaN or infinite at step 5.*saved"):
+    with pytest.raises(SaganError, match="NaN or infinite at step 5.*last clean checkpoint is step 3"):
         train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 10)))
-    state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1])
-    assert state["step"] == 4
+    # the periodic checkpoint (every 3 steps) is the resume point; the 4 steps done were not saved as clean
+    paths = list_checkpoints(tmp_path / "run")
+    assert [load_checkpoint(p)["step"] for p in paths] == [3]
+    state = load_checkpoint(paths[-1])
     assert all(torch.isfinite(v).all() for v in state["discriminator"].values() if v.is_floating_point())
+
+
+def test_a_nan_generator_loss_leaves_the_clean_checkpoint_of_its_step_byte_identical(tiny_folder, tmp_path,
+                                                                                     monkeypatch):
+    """G's loss is NaN in the step after a checkpoint: D has stepped, the data and RNG have moved on, so that
+    state must not be written under the clean checkpoint's name."""
+    import hashlib
+
+    import sagan.train as train_module
+
+    written = {}
+    real_save = train_module.save_checkpoint
+
+    def recording_save(state, path):
+        out = real_save(state, path)
+        written.setdefault(Path(path).name, hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        return out
+
+    calls = {"n": 0}
+
+    def flaky_g(fake):
+        calls["n"] += 1
+        return losses.hinge_g(fake) * (float("nan") if calls["n"] == 4 else 1.0)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", recording_save)
+    monkeypatch.setitem(losses.LOSSES, "hinge", (losses.hinge_d, flaky_g))
+    with pytest.raises(SaganError, match="generator loss became NaN or infinite at step 4"):
+        train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "run", 10)))
+    clean = tmp_path / "run" / "checkpoints" / "step_000000003.pt"
+    assert hashlib.sha256(clean.read_bytes()).hexdigest() == written[clean.name]
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == [clean.name]
 
 
 def test_bad_values_are_config_errors(tiny_folder, tmp_path):
@@ -334,3 +367,19 @@ def test_g_ema_gets_its_own_batch_norm_statistics(tiny_folder, tmp_path, standin
     same = [torch.equal(state["generator"][k], state["generator_ema"][k]) for k in keys]
     # standing_samples=0: the raw G's statistics are copied; otherwise every BN has G_ema's own
     assert all(same) if standing == 0 else not any(same)
+
+
+def test_logged_diversity_is_that_of_the_sampled_g_ema(tiny_folder, tmp_path):
+    """The collapse alarm must watch the G_ema that `sagan sample` draws from: standing statistics included."""
+    from sagan.health import sample_diversity
+    from sagan.sampling import fixed_batch
+
+    run = tmp_path / "run"
+    train(_cfg(**tiny_train_args(tiny_folder, run, 6, checkpoint_every=2)))
+    logged = {r["step"]: r["diversity"] for r in read_metrics(run) if r["kind"] == "train" and "diversity" in r}
+    assert {2, 4, 6} <= set(logged)  # checkpoints at 2 and 4, the end at 6
+    for step, target in ((2, run / "checkpoints" / "step_000000002.pt"), (6, run)):
+        g_ema, info = load_generator(target)
+        assert info["ema"] and info["step"] == step
+        z, y = fixed_batch(g_ema.num_classes, g_ema.z_dim, seed=0)
+        assert sample_diversity(g_ema, z, y, torch.device("cpu")) == pytest.approx(logged[step], rel=1e-6)
