@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": "score samples against a reference data set",
     "attention": "draw the attention maps of a generator or discriminator",
     "report": "write a self-contained HTML report of a run",
+    "study": "compare arms (attention, spectral norm, TTUR, ...) over seeds at an equal budget",
 }
 
 

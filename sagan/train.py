@@ -220,7 +220,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
 
     fixed_z, fixed_y = fixed_batch(mcfg.num_classes, mcfg.z_dim, cfg.seed)  # sample grids and diversity
 
-    step, best = 0, None
+    step, best, trained_before = 0, None, 0.0  # trained_before: seconds of training in earlier sessions
     resumed = latest_checkpoint(run) if cfg.resume else None
     if resumed is not None:
         path, state = resumed
@@ -234,7 +234,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         opt_d.load_state_dict(state["opt_d"])
         batches.load_state_dict(state["batches"])
         _set_rng_state(rt, state["rng"])
-        step, best = state["step"], state.get("best")
+        step, best, trained_before = state["step"], state.get("best"), state.get("train_seconds", 0.0)
         if rt.is_main:
             print(f"resuming {run} from {path.name} (step {step})", file=sys.stderr)
 
@@ -272,6 +272,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             "generator": g_plain.state_dict(), "discriminator": d_plain.state_dict(),
             "generator_ema": g_ema.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             "batches": batches.state_dict(), "rng": rng, "precision": rt.precision,
+            "train_seconds": trained_before + time.time() - t_start,  # wall clock of training up to at_step
         }
 
     saved_at = {"step": step if resumed is not None else -1}  # the newest checkpoint of this run
@@ -401,7 +402,8 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     summary = {"run": str(run), "steps": step, "steps_this_session": step - start_step,
                "minutes": round(elapsed / 60, 2), "checkpoint": str(last_path) if last_path else None,
                "images_per_sec": round(images_seen * rt.world_size / max(elapsed, 1e-9), 1),
-               "precision": rt.precision, "device": str(rt.device), "world_size": rt.world_size}
+               "precision": rt.precision, "device": str(rt.device), "world_size": rt.world_size,
+               "train_minutes_total": round((trained_before + elapsed) / 60, 4)}
     if rt.is_main:
         _sample_grid(g_ema, fixed_z, fixed_y, rt, run / "samples" / "final.png", 8)
         export_generator(g_ema, mcfg, run / "generator", {"step": step, "ema": True, "data": cfg.data})

@@ -405,7 +405,8 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_curves(records: Sequence[dict], keys: Sequence[str], title: str, path: str | Path | None = None,
-                ylabel: str = "", events: Sequence[int] = (), smooth: int = 0, log_y: bool = False) -> bytes | None:
+                ylabel: str = "", events: Sequence[int] = (), smooth: int = 0, log_y: bool = False,
+                xlabel: str = "step") -> bytes | None:
     """Curves of metrics.jsonl keys against step as a PNG (None when no record has any of the keys).
 
     `events`: steps to mark with a vertical line (collapse alarms); `smooth`: a moving-average window drawn
@@ -434,7 +435,7 @@ def plot_curves(records: Sequence[dict], keys: Sequence[str], title: str, path: 
     if log_y and all((pts[:, 1] > 0).all() for pts in series.values()):
         ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel("step", fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
     if ylabel:
         ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)

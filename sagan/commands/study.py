@@ -1,0 +1,56 @@
+"""`sagan study SPEC.yaml`: run every arm of a study over seeds at an equal budget, then write the tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="study spec (YAML): name, base, budget, seeds, eval, baseline, arms")
+    p.add_argument("--out", help="study folder (default studies/runs/NAME)")
+    p.add_argument("--seeds", type=int, metavar="N", help="run N seeds: the spec's first N (more: the next integers)")
+    p.add_argument("--only", metavar="ARM,...", help="run only these arms (the tables still show every arm run)")
+    p.add_argument("--parallel", type=int, default=1, metavar="P",
+                   help="runs at once, each with cores/P threads (default 1: wall-clock budgets are fair only "
+                        "when runs do not share the machine)")
+    p.add_argument("--fresh", action="store_true", help="delete the study folder's runs and results and start over")
+    p.add_argument("--tables-only", action="store_true", help="train nothing: rewrite study.json/md/html from the runs")
+
+
+def seeds_for(spec_seeds: list[int], n: int | None) -> list[int]:
+    if n is None:
+        return list(spec_seeds)
+    if n < 1:
+        from sagan.errors import ConfigError
+
+        raise ConfigError(f"--seeds must be >= 1, got {n}")
+    seeds = list(spec_seeds[:n])
+    while len(seeds) < n:
+        seeds.append(max(seeds) + 1)
+    return seeds
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sagan.study import load_spec, run_study, write_outputs
+    from sagan.train import Interrupted
+
+    spec = load_spec(args.spec)
+    out = Path(args.out or Path("studies") / "runs" / spec.name)
+    only = [a.strip() for a in args.only.split(",") if a.strip()] if args.only else None
+    seeds = seeds_for(spec.seeds, args.seeds)
+    if not args.tables_only:
+        try:
+            run_study(spec, out, seeds=seeds, only=only, parallel=args.parallel, fresh=args.fresh)
+        except Interrupted as exc:
+            write_outputs(spec, out)
+            print(f"sagan study: interrupted; the finished runs are in {out / 'study.md'}. Run the same command to "
+                  "resume", file=sys.stderr)
+            return exc.exit_code
+    study = write_outputs(spec, out)
+    done = sum(e["runs_done"] for e in study["summary"]["arms"].values())
+    print(f"study {spec.name}: {done} finished run(s); tables in {out / 'study.md'}, page {out / 'study.html'}, "
+          f"data {out / 'study.json'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,28 @@
+"""`sagan study`: test claims at equal budget over seeds, as ordinary runs; results are data (study.json), and
+study.md and study.html are views of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sagan.study.compare import summarise
+from sagan.study.page import write_page
+from sagan.study.runner import collect_records, run_study, write_json
+from sagan.study.spec import StudySpec, load_spec, parse_spec
+from sagan.study.table import study_markdown
+
+
+def write_outputs(spec: StudySpec, out: str | Path, html: bool = True) -> dict:
+    """Gather every run record of the study folder into study.json, and write study.md (and study.html)."""
+    out = Path(out)
+    records = collect_records(spec, out)
+    study = {"spec": spec.to_dict(), "identity": spec.identity(), "runs": records,
+             "summary": summarise(spec, records)}
+    write_json(out / "study.json", study)
+    (out / "study.md").write_text(study_markdown(study))
+    if html:
+        write_page(study, out, out / "study.html")
+    return study
+
+
+__all__ = ["StudySpec", "load_spec", "parse_spec", "run_study", "write_outputs", "summarise", "study_markdown"]

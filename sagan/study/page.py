@@ -1,0 +1,127 @@
+"""study.html: one self-contained page with the study's tables, score-against-time curves per arm, a sample grid
+per arm side by side (same z), and G's attention maps for the arms that have attention."""
+
+from __future__ import annotations
+
+import datetime
+import html
+from pathlib import Path
+
+from sagan.errors import SaganError
+from sagan.report import CSS, _img
+from sagan.study.table import arm_rows, notes, score_keys, versus_rows
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _curves(study: dict) -> str:
+    from sagan.viz import plot_curves
+
+    arms = study["summary"]["arms"]
+    x_key = "minutes" if "minutes" in study["spec"]["budget"] else "step"
+    figures = []
+    for key in score_keys(study):
+        records = [{"step": point[x_key], name: point["scores"][key]}
+                   for name, entry in arms.items() for point in entry.get("curve", {}).values()
+                   if key in point["scores"]]
+        records.sort(key=lambda r: r["step"])
+        png = plot_curves(records, list(arms), key, xlabel=f"{x_key} of training (mean over seeds)")
+        if png:
+            figures.append(f"<figure>{_img(png, key, width=460)}</figure>")
+    if not figures:
+        return '<p class="muted">No scores yet.</p>'
+    return ('<p class="small muted">Each point is the mean over seeds of the runs scored at that fraction of the '
+            f'budget.</p><div class="grid">{"".join(figures)}</div>')
+
+
+def _first_run(out: Path, study: dict, arm: str) -> Path | None:
+    seeds = study["summary"]["arms"][arm].get("seeds_done", [])
+    return out / "runs" / arm / f"seed_{seeds[0]}" if seeds else None
+
+
+def _samples(out: Path, study: dict) -> str:
+    from sagan.checkpoint import load_generator
+    from sagan.sampling import generate
+    from sagan.viz import image_grid
+
+    figures = []
+    for arm in study["summary"]["arms"]:
+        run = _first_run(out, study, arm)
+        if run is None:
+            continue
+        generator, info = load_generator(run)
+        png = image_grid(generate(generator, 32, seed=0), nrow=8)
+        figures.append(f'<figure>{_img(png, arm, css="pixel", width=300)}<figcaption>{_e(arm)}, '
+                       f'{_e(run.name)}, step {_e(info.get("step"))}</figcaption></figure>')
+    if not figures:
+        return '<p class="muted">No finished run yet.</p>'
+    return ('<p class="small muted">G_ema of each arm\'s first finished seed, at the end of its budget; the same '
+            f'32 latents (seed 0) and labels in every grid.</p><div class="grid">{"".join(figures)}</div>')
+
+
+def _attention(out: Path, study: dict) -> str:
+    from sagan.viz import attention_study, draw_attention
+
+    figures = []
+    for arm in study["summary"]["arms"]:
+        run = _first_run(out, study, arm)
+        if run is None:
+            continue
+        try:
+            maps = attention_study(run, grid=3, seed=0, num=2, nets=("G",))
+        except SaganError:
+            continue  # an arm without attention in G
+        png = draw_attention(maps.images, maps.layers, maps.points, title=f"{arm}: {maps.title()}")
+        figures.append(f"<figure>{_img(png, f'{arm} attention')}</figure>")
+    if not figures:
+        return '<p class="muted">No arm with attention in G has finished.</p>'
+    return ('<p class="small muted">Where each marked query point of a generated image attends, in every attention '
+            "layer of G (first finished seed of each arm).</p>" + "".join(figures))
+
+
+def write_page(study: dict, out: Path, path: Path) -> Path:
+    """Write study.html for a study.json mapping whose runs are under `out`."""
+    import sagan
+
+    name = study["spec"]["name"]
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    sections = [
+        ("tables", "Results", "".join(f"<p class='small'>{_e(n)}</p>" for n in notes(study))
+         + _table(*arm_rows(study)) + "<h3>Against the baseline</h3>" + _table(*versus_rows(study))),
+        ("curves", "Scores against training time", _curves(study)),
+        ("samples", "Samples per arm", _samples(out, study)),
+        ("attention", "Attention maps of G", _attention(out, study)),
+    ]
+    nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
+    body = "".join(f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>' for key, title, content in sections)
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sagan study: {_e(name)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<h1>sagan study: {_e(name)}</h1>
+<p class="muted small">Written {_e(now)} by sagan {_e(sagan.__version__)} from {_e(out / "study.json")};
+self-contained (no network needed).</p>
+<nav>{nav}</nav>
+{body}
+</body>
+</html>
+"""
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise SaganError(f"cannot write {path}: {exc.strerror}") from None
+    return path

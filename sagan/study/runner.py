@@ -1,0 +1,193 @@
+"""Run a study: every (arm, seed) is an ordinary run folder, trained through `sagan.train.train` and scored
+through `sagan.metrics.evaluate_generator` at fixed fractions of its budget. Running again resumes.
+
+Layout of a study folder:
+    DIR/spec.json                  the spec and its identity (a folder made by another spec is refused)
+    DIR/runs/ARM/seed_S/           an ordinary run (sample, eval, attention, report work on it)
+    DIR/runs/ARM/seed_S/study_run.json   that run's scores at each budget fraction, CPU, images/s
+    DIR/study.json, study.md, study.html   written by `write_outputs` from the run records
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from sagan.checkpoint import atomic_write, latest_checkpoint
+from sagan.errors import ConfigError
+from sagan.study.spec import Arm, StudySpec
+
+RECORD = "study_run.json"
+
+
+def cpu_name() -> str:
+    """The CPU model as `lscpu` names it (from /proc/cpuinfo), with the number of cores."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomically (temporary file, fsync, rename): a kill never leaves a half-written record."""
+    text = json.dumps(data, indent=1, sort_keys=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run_dir(out: Path, arm: str, seed: int) -> Path:
+    return out / "runs" / arm / f"seed_{seed}"
+
+
+def prepare_folder(spec: StudySpec, out: Path, fresh: bool) -> None:
+    """Create the study folder, or check that it holds this spec's study; `fresh` starts it over."""
+    marker = out / "spec.json"
+    old = read_json(marker) if marker.exists() else None
+    if old is not None and old.get("identity") != spec.identity():
+        if not fresh:
+            raise ConfigError(f"{out} holds the study {old.get('spec', {}).get('name')!r} of another spec; use "
+                              "another --out, or --fresh to delete it and start over")
+    if fresh:
+        for name in ("runs", "study.json", "study.md", "study.html", "spec.json"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    try:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        write_json(marker, {"identity": spec.identity(), "spec": spec.to_dict()})
+    except OSError as exc:
+        raise ConfigError(f"cannot write the study folder {out}: {exc.strerror}; choose another --out") from None
+
+
+def _evaluate(spec: StudySpec, cfg, checkpoint: Path, state: dict) -> dict:
+    from sagan.checkpoint import load_generator
+    from sagan.metrics import evaluate_generator
+    from sagan.metrics.evaluation import scores_only
+
+    g_ema, _ = load_generator(checkpoint, ema=True)
+    result = evaluate_generator(g_ema, against=spec.eval.get("against", cfg.data), num=spec.eval["num"], seed=0,
+                                metrics=spec.eval["metrics"], features=spec.eval.get("features"),
+                                data_root=cfg.data_root, step=state["step"], ema=True, checkpoint=str(checkpoint))
+    return {"scores": scores_only(result), "provenance": result["provenance"]}
+
+
+def run_one(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int = 0) -> dict:
+    """Train one (arm, seed) run to its budget, scoring it at each budget fraction; resumes where it stopped."""
+    from sagan.config import apply_overrides
+    from sagan.train import train
+
+    folder = run_dir(out, arm.name, seed)
+    record_path = folder / RECORD
+    record = read_json(record_path) or {"arm": arm.name, "seed": seed, "segments": [], "done": False}
+    if record["done"]:
+        return record
+    base_cfg = spec.train_config(arm, seed, folder, threads)
+    for fraction in spec.fractions:
+        if any(s["fraction"] == fraction for s in record["segments"]):
+            continue
+        latest = latest_checkpoint(folder)
+        done_steps = latest[1]["step"] if latest else 0
+        done_seconds = latest[1].get("train_seconds", 0.0) if latest else 0.0
+        if spec.budget_kind == "steps":
+            target = max(1, round(fraction * spec.budget["steps"]))
+            if done_steps < target:
+                train(apply_overrides(base_cfg, {"max_steps": target}))
+        else:
+            remaining = fraction * spec.budget["minutes"] * 60 - done_seconds
+            if remaining > 0 or latest is None:
+                train(apply_overrides(base_cfg, {"max_minutes": max(remaining, 1e-3) / 60}))
+        path, state = latest_checkpoint(folder)
+        cfg = base_cfg
+        seconds = state.get("train_seconds", 0.0)
+        images = state["step"] * cfg.batch_size * cfg.n_dis
+        segment = {"fraction": fraction, "step": state["step"], "minutes": round(seconds / 60, 4),
+                   "images_per_sec": round(images / max(seconds, 1e-9), 2), "cpu": cpu_name(),
+                   "threads": threads or None, **_evaluate(spec, cfg, path, state)}
+        record["segments"].append(segment)
+        write_json(record_path, record)
+    record["done"] = True
+    write_json(record_path, record)
+    return record
+
+
+def _run_one_in_worker(spec: StudySpec, arm_name: str, seed: int, out: str, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_one(spec, spec.arm(arm_name), seed, Path(out), threads)
+
+
+def jobs_in_order(spec: StudySpec, seeds: Sequence[int], only: Sequence[str] | None) -> list[tuple[Arm, int]]:
+    """Seed-major: every arm's first seed, then every arm's second seed, ... (a study stopped early still compares
+    all arms)."""
+    arms = [a for a in spec.arms if not only or a.name in only]
+    return [(arm, seed) for seed in seeds for arm in arms]
+
+
+def run_study(spec: StudySpec, out: str | Path, seeds: Sequence[int] | None = None, only: Sequence[str] | None = None,
+              parallel: int = 1, fresh: bool = False, say: Callable[[str], None] | None = None) -> list[dict]:
+    """Run (or resume) every (arm, seed) of the study; returns the run records, seed-major."""
+    say = say or (lambda msg: print(msg, file=sys.stderr))
+    out = Path(out)
+    seeds = list(seeds if seeds is not None else spec.seeds)
+    unknown = [name for name in (only or []) if name not in [a.name for a in spec.arms]]
+    if unknown:
+        raise ConfigError(f"--only names no arm {unknown[0]!r}; the arms are {', '.join(a.name for a in spec.arms)}")
+    if parallel < 1:
+        raise ConfigError(f"--parallel must be >= 1, got {parallel}")
+    prepare_folder(spec, out, fresh)
+    jobs = jobs_in_order(spec, seeds, only)
+    total = len(jobs)
+
+    def report(i: int, record: dict) -> None:
+        last = record["segments"][-1] if record["segments"] else {}
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in last.get("scores", {}).items()
+                           if k.split("_")[0] in ("fd", "fid", "precision", "recall"))
+        say(f"study {spec.name}: [{i}/{total}] {record['arm']} seed {record['seed']}: {last.get('step')} steps in "
+            f"{last.get('minutes')} min of training ({last.get('images_per_sec')} img/s); {scores}")
+
+    records: dict[tuple[str, int], dict] = {}
+    if parallel == 1:
+        for i, (arm, seed) in enumerate(jobs, 1):
+            records[(arm.name, seed)] = run_one(spec, arm, seed, out)
+            report(i, records[(arm.name, seed)])
+    else:
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+        with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_run_one_in_worker, spec, arm.name, seed, str(out), threads): (arm.name, seed)
+                       for arm, seed in jobs}
+            for i, future in enumerate(as_completed(futures), 1):
+                records[futures[future]] = future.result()
+                report(i, records[futures[future]])
+    return [records[(arm.name, seed)] for arm, seed in jobs]
+
+
+def collect_records(spec: StudySpec, out: Path) -> list[dict]:
+    """Every run record in the study folder (finished or not), seed-major."""
+    seeds = sorted({int(p.name.split("_", 1)[1]) for p in (out / "runs").glob("*/seed_*")} | set(spec.seeds))
+    found = []
+    for arm, seed in jobs_in_order(spec, seeds, None):
+        record = read_json(run_dir(out, arm.name, seed) / RECORD)
+        if record and record.get("segments"):
+            found.append(record)
+    return found

@@ -1,0 +1,176 @@
+"""A study spec: a base train config, a budget, seeds, an evaluation and a list of arms (YAML, validated).
+
+Everything that can be wrong with a spec is found here, before any run starts: an unknown key, an unknown
+model, two arms of one name, an override the train config refuses, a missing budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sagan.config import TrainConfig, apply_overrides
+from sagan.errors import ConfigError, did_you_mean
+from sagan.metrics.evaluation import parse_metrics
+from sagan.models import model_config
+
+SPEC_KEYS = ("name", "base", "budget", "seeds", "eval", "baseline", "arms")
+BUDGET_KEYS = ("minutes", "steps")
+EVAL_KEYS = ("metrics", "num", "features", "against", "fractions")
+ARM_KEYS = ("name", "overrides")
+# keys a study sets itself for every run: an arm may not set them
+RUN_KEYS = ("out", "seed", "max_steps", "max_minutes", "resume", "threads")
+
+
+@dataclass
+class Arm:
+    name: str
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class StudySpec:
+    name: str
+    base: dict
+    budget: dict  # {"minutes": m} or {"steps": s}
+    seeds: list[int]
+    eval: dict
+    baseline: str
+    arms: list[Arm]
+
+    @property
+    def budget_kind(self) -> str:
+        return "minutes" if "minutes" in self.budget else "steps"
+
+    @property
+    def fractions(self) -> list[float]:
+        """The budget fractions at which every run is scored; the last is always 1."""
+        return sorted({float(f) for f in self.eval.get("fractions", (0.25, 0.5, 0.75))} | {1.0})
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
+
+    def train_config(self, arm: Arm, seed: int, out: str | Path, threads: int = 0) -> TrainConfig:
+        """The run's full train config: base, then the arm's overrides, then what the study sets."""
+        cfg = apply_overrides(TrainConfig(), _flatten_model_args(self.base))
+        cfg = apply_overrides(cfg, _flatten_model_args(arm.overrides))
+        run = {"out": str(out), "seed": seed, "resume": True, "threads": threads}
+        if self.budget_kind == "steps":
+            run["max_steps"] = int(self.budget["steps"])
+        else:
+            run["max_steps"] = 10**9  # the clock stops the run
+        return apply_overrides(cfg, run)
+
+    def identity(self) -> str:
+        """A hash of what makes two studies comparable (everything but the seeds, which may grow)."""
+        body = {k: v for k, v in self.to_dict().items() if k != "seeds"}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "base": self.base, "budget": self.budget, "seeds": self.seeds,
+                "eval": self.eval, "baseline": self.baseline,
+                "arms": [{"name": a.name, "overrides": a.overrides} for a in self.arms]}
+
+
+def _flatten_model_args(overrides: dict) -> dict:
+    """{model_args: {g_ch: 8}} -> {model_args.g_ch: 8}, so an arm adds to the base's model_args."""
+    out = {}
+    for key, value in overrides.items():
+        if key == "model_args":
+            if not isinstance(value, dict):
+                raise ConfigError("model_args must be a mapping of model options, e.g. {g_attention: []}")
+            out.update({f"model_args.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _check_keys(where: str, mapping: dict, allowed: tuple[str, ...]) -> None:
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where} must be a mapping")
+    for key in mapping:
+        if key not in allowed:
+            raise ConfigError(f"unknown key {key!r} in {where}{did_you_mean(str(key), list(allowed))}; "
+                              f"allowed: {', '.join(allowed)}")
+
+
+def _check_run_config(spec: StudySpec, arm: Arm) -> None:
+    """Build the arm's train config and model config without training: the train config's own checks."""
+    for key in _flatten_model_args(arm.overrides):
+        if key in RUN_KEYS:
+            raise ConfigError(f"arm {arm.name!r} sets {key!r}, which the study sets for every run")
+    try:
+        cfg = spec.train_config(arm, spec.seeds[0], "unused")
+    except ConfigError as exc:
+        raise ConfigError(f"arm {arm.name!r}: {exc}") from None
+    try:
+        model_config(cfg.model, **cfg.model_args)
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"arm {arm.name!r}: {exc}") from None
+
+
+def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
+    """Validate a spec mapping; ConfigError naming the first problem."""
+    _check_keys(source, data, SPEC_KEYS)
+    for key in ("name", "base", "budget", "arms"):
+        if key not in data:
+            raise ConfigError(f"{source} has no {key!r}" + (": give {minutes: M} or {steps: S}" if key == "budget"
+                                                             else ""))
+    _check_keys("budget", data["budget"], BUDGET_KEYS)
+    if len(data["budget"]) != 1:
+        raise ConfigError("budget needs exactly one of minutes or steps, e.g. {minutes: 8} or {steps: 2000}")
+    (kind, amount), = data["budget"].items()
+    if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount <= 0:
+        raise ConfigError(f"budget {kind} must be a positive number, got {amount!r}")
+    seeds = data.get("seeds", [0, 1, 2])
+    if (not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds)
+            or len(set(seeds)) < len(seeds)):
+        raise ConfigError(f"seeds must be a list of distinct integers, got {seeds!r}")
+    ev = data.get("eval", {}) or {}
+    _check_keys("eval", ev, EVAL_KEYS)
+    parse_metrics(ev.get("metrics", ["fd", "kid", "pr"]))
+    num = ev.get("num", 5000)
+    if not isinstance(num, int) or num < 10:
+        raise ConfigError(f"eval num must be an integer >= 10, got {num!r}")
+    for f in ev.get("fractions", []):
+        if not isinstance(f, (int, float)) or not 0 < f <= 1:
+            raise ConfigError(f"eval fractions must lie in (0, 1], got {f!r}")
+    if not isinstance(data["arms"], list) or not data["arms"]:
+        raise ConfigError("arms must be a non-empty list of {name: ..., overrides: {...}}")
+    arms = []
+    for i, raw in enumerate(data["arms"]):
+        _check_keys(f"arm {i + 1}", raw, ARM_KEYS)
+        if not raw.get("name") or not isinstance(raw["name"], str):
+            raise ConfigError(f"arm {i + 1} has no name")
+        if any(a.name == raw["name"] for a in arms):
+            raise ConfigError(f"two arms are named {raw['name']!r}; arm names must be unique")
+        arms.append(Arm(raw["name"], dict(raw.get("overrides") or {})))
+    baseline = data.get("baseline", arms[0].name)
+    if baseline not in [a.name for a in arms]:
+        raise ConfigError(f"baseline {baseline!r} is not an arm{did_you_mean(str(baseline), [a.name for a in arms])}")
+    base = dict(data["base"] or {})
+    spec = StudySpec(str(data["name"]), base, dict(data["budget"]), list(seeds),
+                     {"metrics": list(parse_metrics(ev.get("metrics", ["fd", "kid", "pr"]))), "num": num,
+                      **{k: ev[k] for k in ("features", "against", "fractions") if k in ev}},
+                     baseline, arms)
+    for arm in arms:
+        _check_run_config(spec, arm)
+    return spec
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study spec not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping (name, base, budget, seeds, eval, baseline, arms)")
+    return parse_spec(data, str(path))

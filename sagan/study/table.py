@@ -1,0 +1,102 @@
+"""The study's tables: one row per arm (runs, steps, images/s, each score as mean ± std over seeds), then each
+arm against the baseline with its interval and the words it earns. Views of study.json: study.md and the tables
+of study.html are built from the same rows."""
+
+from __future__ import annotations
+
+from sagan.study.compare import LEVEL, main_metrics
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if v != 0 and abs(v) < 10 ** -(digits - 1):
+        return f"{v:.{digits}g}"
+    return f"{v:.{digits}f}"
+
+
+def _mean_std(entry: dict | None, digits: int = 3) -> str:
+    if not entry:
+        return "-"
+    if entry.get("std") is None:
+        return _num(entry["mean"], digits)
+    return f"{_num(entry['mean'], digits)} ± {_num(entry['std'], digits)}"
+
+
+def score_keys(study: dict) -> list[str]:
+    keys: list[str] = []
+    for entry in study["summary"]["arms"].values():
+        keys += [k for k in main_metrics(entry.get("scores", {})) if k not in keys]
+    return keys
+
+
+def arm_rows(study: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-arm table."""
+    spec, arms, keys = study["spec"], study["summary"]["arms"], score_keys(study)
+    header = ["arm", "runs done", "steps", "minutes", "images/s", *keys]
+    rows = []
+    for name, entry in arms.items():
+        row = [name + (" (baseline)" if name == spec["baseline"] else ""), f"{entry['runs_done']}/{entry['runs']}",
+               _mean_std(entry.get("step"), 0), _mean_std(entry.get("minutes"), 2),
+               _mean_std(entry.get("images_per_sec"), 1)]
+        rows.append(row + [_mean_std(entry.get("scores", {}).get(k)) for k in keys])
+    return header, rows
+
+
+def versus_rows(study: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the comparison with the baseline: difference [interval]: verdict."""
+    spec, arms, keys = study["spec"], study["summary"]["arms"], score_keys(study)
+    rows = []
+    for name, entry in arms.items():
+        if name == spec["baseline"]:
+            continue
+        cells = []
+        for k in keys:
+            cmp = entry.get("versus_baseline", {}).get(k)
+            if cmp is None:
+                cells.append("-")
+            elif cmp["interval"] is None:
+                cells.append(cmp["verdict"])
+            else:
+                iv = cmp["interval"]
+                cells.append(f"{iv['diff']:+.3g} [{iv['low']:+.3g}, {iv['high']:+.3g}]: {cmp['verdict']}")
+        rows.append([name, *cells])
+    return ["arm", *keys], rows
+
+
+def notes(study: dict) -> list[str]:
+    """What the tables rest on: budget, seeds, evaluation, test, CPUs (and a warning for mixed CPUs)."""
+    spec, summary = study["spec"], study["summary"]
+    (kind, amount), = spec["budget"].items()
+    budget = (f"{amount:g} minutes of training per run (equal wall clock; evaluation not counted)"
+              if kind == "minutes" else
+              f"{amount:,} generator steps per run (equal steps; the minutes and images/s columns say what each "
+              "arm cost)")
+    ev = spec["eval"]
+    out = [f"Budget: {budget}; seeds {', '.join(map(str, spec['seeds']))}; baseline arm `{spec['baseline']}`.",
+           f"Scores: {ev['num']:,} G_ema samples (seed 0) per run at the full budget, against "
+           f"{ev.get('against') or spec['base'].get('data', 'fashion-mnist')}, features "
+           f"{ev.get('features') or 'the default for that data'}; mean ± standard deviation over seeds.",
+           f"Comparison: {summary['test']}, arm minus baseline. Where the interval includes 0 the words say that no "
+           "difference was measured. Lower is better for fd and kid; higher for is, precision, recall, density "
+           "and coverage.",
+           f"CPU: {'; '.join(summary['cpus']) or 'no finished run yet'}."]
+    if summary["mixed_cpus"] and kind == "minutes":
+        out.append("**Warning: the runs of this wall-clock study ran on different CPUs, so equal minutes bought "
+                   "different amounts of training; read the steps column.**")
+    return out
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def study_markdown(study: dict) -> str:
+    """study.md from a study.json mapping."""
+    lines = [f"# Study {study['spec']['name']}", ""] + [f"- {n}" for n in notes(study)] + [""]
+    lines += _md_table(*arm_rows(study))
+    lines += ["", f"Against the baseline (difference of means with its {LEVEL:.0%} Welch interval):", ""]
+    lines += _md_table(*versus_rows(study))
+    return "\n".join(lines) + "\n"
