@@ -23,7 +23,7 @@ BUDGET_KEYS = ("minutes", "steps")
 EVAL_KEYS = ("metrics", "num", "features", "against", "fractions")
 ARM_KEYS = ("name", "overrides")
 # keys a study sets itself for every run: an arm may not set them
-RUN_KEYS = ("out", "seed", "max_steps", "max_minutes", "resume", "threads")
+RUN_KEYS = ("out", "seed", "max_steps", "max_minutes", "resume")
 
 
 @dataclass
@@ -55,10 +55,11 @@ class StudySpec:
         return next(a for a in self.arms if a.name == name)
 
     def train_config(self, arm: Arm, seed: int, out: str | Path, threads: int = 0) -> TrainConfig:
-        """The run's full train config: base, then the arm's overrides, then what the study sets."""
+        """The run's full train config: base, then the arm's overrides, then what the study sets (threads only
+        when given: `--parallel P` gives each run cores/P)."""
         cfg = apply_overrides(TrainConfig(), _flatten_model_args(self.base))
         cfg = apply_overrides(cfg, _flatten_model_args(arm.overrides))
-        run = {"out": str(out), "seed": seed, "resume": True, "threads": threads}
+        run = {"out": str(out), "seed": seed, "resume": True, **({"threads": threads} if threads else {})}
         if self.budget_kind == "steps":
             run["max_steps"] = int(self.budget["steps"])
         else:

@@ -1,0 +1,122 @@
+"""A tiny study end to end (2 arms, 2 seeds, a few steps): ordinary run folders, seed-major order, resume after a
+kill with the same scores, the tables and the page (rendered in headless Chromium)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sagan.cli import main
+from sagan.study import parse_spec
+from sagan.study.runner import jobs_in_order
+from tests.test_report import find_chromium, render
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _spec(data) -> dict:
+    return {
+        "name": "tiny", "budget": {"steps": 4}, "seeds": [0, 1], "baseline": "sagan",
+        "base": {"data": str(data), "model": "sagan_32", "model_args": {"g_ch": 8, "d_ch": 8}, "batch_size": 8, "threads": 1,
+                 "precision": "fp32", "deterministic": True, "channels_last": False, "standing_samples": 32,
+                 "log_every": 2, "sample_every": 4, "checkpoint_every": 1},
+        "eval": {"metrics": ["fd", "pr"], "num": 48, "features": "fmnist", "against": "fashion-mnist", "fractions": [0.5]},
+        "arms": [{"name": "sagan"},
+                 {"name": "no-attention", "overrides": {"model_args": {"g_attention": [], "d_attention": []}}}],
+    }
+
+
+def _scores(study_json: Path) -> list:
+    study = json.loads(study_json.read_text())
+    return [(r["arm"], r["seed"], [(s["fraction"], s["step"], s["scores"]) for s in r["segments"]])
+            for r in study["runs"]]
+
+
+@pytest.fixture(scope="module")
+def study(tiny_folder, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    spec = tmp / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(_spec(tiny_folder)))
+    assert main(["study", str(spec), "--out", str(tmp / "out")]) == 0
+    return spec, tmp / "out"
+
+
+def test_every_run_is_an_ordinary_run_folder_scored_at_each_fraction(study):
+    spec, out = study
+    data = json.loads((out / "study.json").read_text())
+    assert [(r["arm"], r["seed"]) for r in data["runs"]] == [("sagan", 0), ("no-attention", 0), ("sagan", 1),
+                                                             ("no-attention", 1)]  # seed-major
+    for r in data["runs"]:
+        assert [(s["fraction"], s["step"]) for s in r["segments"]] == [(0.5, 2), (1.0, 4)]
+        final = r["segments"][-1]
+        assert {"fd_fmnist", "precision_fmnist", "recall_fmnist"} <= set(final["scores"])
+        assert final["provenance"]["ema"] is True and final["provenance"]["step"] == 4
+        assert final["images_per_sec"] > 0 and final["cpu"]
+        run = out / "runs" / r["arm"] / f"seed_{r['seed']}"
+        assert (run / "config.yaml").exists() and (run / "generator.safetensors").exists()
+    # the other commands work on a study's run
+    assert main(["sample", str(out / "runs" / "sagan" / "seed_1"), "--num", "4", "--out", str(out / "s.npz")]) == 0
+    arms = data["summary"]["arms"]
+    assert arms["sagan"]["runs_done"] == 2 and arms["sagan"]["scores"]["fd_fmnist"]["n"] == 2
+    verdicts = {v["verdict"] for v in arms["no-attention"]["versus_baseline"].values()}
+    assert verdicts <= {"no difference measured", "better than the baseline", "worse than the baseline"}
+    md = (out / "study.md").read_text()
+    assert "| sagan (baseline) | 2/2 | 4 ± 0 |" in md and "| no-attention |" in md and "Welch" in md
+
+
+def test_seed_major_order_keeps_every_arm_in_a_study_stopped_early():
+    spec = parse_spec(_spec("fashion-mnist"))
+    order = [(a.name, s) for a, s in jobs_in_order(spec, [0, 1, 2], None)]
+    assert order[:2] == [("sagan", 0), ("no-attention", 0)] and order[-1] == ("no-attention", 2)
+    assert [(a.name, s) for a, s in jobs_in_order(spec, [0, 1], ["no-attention"])] == [("no-attention", 0),
+                                                                                       ("no-attention", 1)]
+
+
+def test_rerunning_a_finished_study_trains_nothing(study, capsys):
+    spec, out = study
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/checkpoints/*.pt")}
+    assert main(["study", str(spec), "--out", str(out)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/checkpoints/*.pt")} == before
+    assert "4 finished run(s)" in capsys.readouterr().err
+
+
+def test_a_killed_study_resumes_to_the_same_scores(study, tmp_path):
+    spec, out = study
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "sagan", "study", str(spec), "--out", str(killed)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:  # kill it inside the second run, once that run has a checkpoint
+        second = killed / "runs" / "no-attention" / "seed_0" / "checkpoints"
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and not list(second.glob("step_*.pt")):
+            time.sleep(0.05)
+        assert proc.poll() is None, "the study ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (killed / "study.json").exists()
+    assert main(["study", str(spec), "--out", str(killed)]) == 0
+    assert _scores(killed / "study.json") == _scores(out / "study.json")
+
+
+def test_the_page_renders_with_every_image(study, tmp_path):
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (CI installs Debian's chromium)")
+    _, out = study
+    result = render(out / "study.html")
+    assert result["errors"] == [] and result["requests"] == []
+    # 3 score curves, 2 sample grids, 1 attention figure (the arm without attention has none)
+    assert len(result["images"]) == 6
+    assert all(img["naturalWidth"] > 0 for img in result["images"])
+    assert result["title"] == "sagan study: tiny"
