@@ -114,7 +114,7 @@ def run_one(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int = 0) -
                 train(apply_overrides(base_cfg, {"max_steps": target}))
         else:
             remaining = fraction * spec.budget["minutes"] * 60 - done_seconds
-            if remaining > 0 or latest is None:
+            if remaining > 0:
                 train(apply_overrides(base_cfg, {"max_minutes": max(remaining, 1e-3) / 60}))
         path, state = latest_checkpoint(folder)
         cfg = base_cfg
