@@ -47,7 +47,8 @@ class TrainConfig:
     # DiffAugment (sagan/augment.py): policies translation, cutout, color, comma-separated; '' is off
     augment: str = ""
     # probability of each augmentation per image (DiffAugment: 1), or "auto": ADA's adaptive p, which can go from
-    # 0 to 1 in ada_kimg thousand real images (ADA: 500 for runs of millions; 20 suits CPU runs of ~100k-200k)
+    # 0 to 1 in ada_kimg thousand real images (ADA: 500 in runs of tens of millions; 20 lets p cross its range in a
+    # ninth of a 20-minute CPU run of ~180k images)
     augment_p: float | str = field(default=1.0, metadata={"words": ("auto",)})
     ada_kimg: float = 20.0
     ema_decay: float = 0.999
