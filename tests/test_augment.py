@@ -1,5 +1,6 @@
 """DiffAugment (sagan/augment.py): the operations, the adaptive probability, and their place in the loop."""
 
+import io
 import re
 import subprocess
 import sys
@@ -85,8 +86,8 @@ def test_each_image_is_augmented_with_probability_p(policy, p):
     assert abs(changed - expected) < 4 * (expected * (1 - expected) / n) ** 0.5, (changed, expected)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_shape_dtype_and_memory_format_are_kept(dtype, channels_last):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = _images(n=8, size=32).to(dtype).contiguous(memory_format=fmt)
@@ -162,13 +163,21 @@ def test_ada_steers_p_by_the_sign_of_d_on_reals():
     assert fixed.p == 0.5 and fixed.stats() == {"augment_p": 0.5}
 
 
+def _through_torch_save(state):
+    """What a checkpoint gives back: plain values only (torch.save with weights_only loading)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
 def test_ada_state_round_trips_mid_interval():
     a = Augment("color", "auto", 0.1)
     signs = [torch.ones(4)] * 5 + [torch.tensor([1.0, -1.0, 1.0, 1.0])] + [torch.ones(4)] * 5
     for s in signs[:6]:  # one adjustment (p 0.16), then two steps into the next interval
         a.observe(s)
     b = Augment("color", "auto", 0.1)
-    b.load_state_dict(load_checkpoint_like(a.state_dict()))
+    b.load_state_dict(_through_torch_save(a.state_dict()))
     assert b.state_dict() == a.state_dict()
     for s in signs[6:]:
         a.observe(s)
@@ -177,16 +186,6 @@ def test_ada_state_round_trips_mid_interval():
     fixed = Augment("color", 0.3)
     fixed.load_state_dict(a.state_dict())
     assert fixed.p == 0.3, "a fixed p comes from the config, not the checkpoint"
-
-
-def load_checkpoint_like(state):
-    """What a checkpoint gives back: plain values only (torch.save with weights_only loading)."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 def test_reals_and_fakes_are_augmented_in_both_steps(tiny_folder, tmp_path, monkeypatch):
