@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from sagan.augment import parse_policy
 from sagan.errors import ConfigError, did_you_mean
 
 LOSSES = ("hinge", "ns")
@@ -43,6 +44,13 @@ class TrainConfig:
     # precision for recall; 12-minute Fashion-MNIST runs at weight 0 / 0.25 / 0.5 / 1 scored recall 0.27 / 0.33 /
     # 0.37 / 0.37 and precision 0.83 / 0.79 / 0.74 / 0.70, and weight 1 drew bright blank frames among the samples
     mode_seeking: float = 0.5
+    # DiffAugment (sagan/augment.py): policies translation, cutout, color, comma-separated; '' is off
+    augment: str = ""
+    # probability of each augmentation per image (DiffAugment: 1), or "auto": ADA's adaptive p, which can go from
+    # 0 to 1 in ada_kimg thousand real images (ADA: 500 in runs of tens of millions; 20 lets p cross its range in a
+    # ninth of a 20-minute CPU run of ~180k images)
+    augment_p: float | str = field(default=1.0, metadata={"words": ("auto",)})
+    ada_kimg: float = 20.0
     ema_decay: float = 0.999
     ema_start: int = 0  # G_ema copies G until this step, then averages (with a warm-up, see train.ema_decay_at)
     # G_ema's batch-norm statistics are recomputed from this many of its samples before every grid, evaluation
@@ -71,7 +79,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad value; return self."""
         positive = ("batch_size", "lr_g", "lr_d", "n_dis", "max_steps", "log_every", "sample_every",
-                    "checkpoint_every", "keep_checkpoints", "eval_num", "dist_timeout")
+                    "checkpoint_every", "keep_checkpoints", "eval_num", "dist_timeout", "ada_kimg")
         for key in positive:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
@@ -89,6 +97,9 @@ class TrainConfig:
                               f"choose {', '.join(LOSSES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
+        parse_policy(self.augment)
+        if self.augment_p != "auto" and not (isinstance(self.augment_p, (int, float)) and 0 <= self.augment_p <= 1):
+            raise ConfigError(f"augment_p must be in [0, 1] or auto, got {self.augment_p}")
         if not isinstance(self.model_args, dict):
             raise ConfigError("model_args must be a mapping of model options, e.g. {g_ch: 32}")
         return self
@@ -101,10 +112,17 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 def _coerce(key: str, value, current):
-    """Convert a YAML/CLI value to the type of the field's current value."""
+    """Convert a YAML/CLI value to the type of the field's current value, or to one of the field's words
+    (metadata "words", e.g. augment_p's "auto")."""
+    words = FIELDS[key].metadata.get("words", ()) if key in FIELDS else ()
+    if isinstance(value, str) and value.strip().lower() in words:
+        return value.strip().lower()
+    if words:  # a word set earlier does not change the field's type
+        current = FIELDS[key].default
     if value is None or current is None:
         return value
     kind = type(current)
+    expected = kind.__name__ + "".join(f" or {w}" for w in words)
     try:
         if kind is bool and isinstance(value, str):
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -117,9 +135,9 @@ def _coerce(key: str, value, current):
         if kind is float and isinstance(value, int):
             return float(value)
     except ValueError:
-        raise ConfigError(f"{key} expects a {kind.__name__}, got {value!r}") from None
+        raise ConfigError(f"{key} expects a {expected}, got {value!r}") from None
     if kind is not dict and not isinstance(value, kind):
-        raise ConfigError(f"{key} expects a {kind.__name__}, got {value!r}")
+        raise ConfigError(f"{key} expects a {expected}, got {value!r}")
     return value
 
 

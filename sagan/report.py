@@ -116,6 +116,7 @@ def _curve_specs(train: list[dict]) -> list[tuple[str, list[str], str, dict]]:
         ("Sample diversity (fixed batch)", ["diversity"], "mean pairwise L2 / pixel", {}),
         ("Throughput", ["images_per_sec"], "real images / s", {}),
         ("Learning rates", ["lr_g", "lr_d"], "lr", {}),
+        ("Augmentation: p, and ADA's r_t = E[sign D(real)] (target 0.6)", ["augment_p", "ada_rt"], "", {}),
     ]
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torchvision.utils import save_image
 
+from sagan.augment import Augment
 from sagan.checkpoint import (
     checkpoint_path,
     export_generator,
@@ -57,15 +58,18 @@ def fake_labels(num_classes: int, n: int, paired: bool, device: torch.device | s
 
 
 def d_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, loss_fn, real: torch.Tensor,
-           y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None, rt: Runtime):
+           y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None, rt: Runtime,
+           augment: Augment | None = None):
     """One discriminator update; returns (loss, D(real) logits, D(fake) logits). `fake` is detached here.
 
     Real and fake go through D as one batch: one spectral-norm power iteration per step and larger matmuls.
+    `augment` (DiffAugment) transforms that batch, each image with its own random draw.
     Raises FloatingPointError before stepping when the loss is not finite on any rank, so the weights stay finite.
     """
     with rt.autocast():
         y = None if y_real is None else torch.cat([y_real, y_fake])
-        logits = discriminator(torch.cat([real, fake.detach().to(real.dtype)]), y).float()
+        both = torch.cat([real, fake.detach().to(real.dtype)])
+        logits = discriminator(both if augment is None else augment(both), y).float()
     d_real, d_fake = logits.detach().split(real.shape[0])
     loss = loss_fn(*logits.split(real.shape[0]))
     if not rt.all_finite(loss):
@@ -78,9 +82,10 @@ def d_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, loss_fn, real
 
 def g_step(discriminator: nn.Module, opt_g: torch.optim.Optimizer, loss_fn, fake: torch.Tensor,
            y: torch.Tensor | None, rt: Runtime, step_optimizer: bool = True,
-           regulariser: torch.Tensor | None = None) -> torch.Tensor:
+           regulariser: torch.Tensor | None = None, augment: Augment | None = None) -> torch.Tensor:
     """One generator update through `fake` (made by `generate(..., keep_graph=True)`), with `regulariser`
     (a scalar computed from `fake`) added to the loss; the optimiser is stepped unless step_optimizer is False.
+    `augment` (DiffAugment) transforms the fakes before D, and G's gradients flow back through it.
 
     `discriminator` is the plain module: its weights get no gradient (requires_grad off, which also skips
     their weight-gradient kernels) and, in a distributed run, no synchronisation.
@@ -88,7 +93,7 @@ def g_step(discriminator: nn.Module, opt_g: torch.optim.Optimizer, loss_fn, fake
     discriminator.requires_grad_(False)
     try:
         with rt.autocast():
-            loss = loss_fn(discriminator(fake, y).float())
+            loss = loss_fn(discriminator(fake if augment is None else augment(fake), y).float())
         if regulariser is not None:
             loss = loss + regulariser
         if not rt.all_finite(loss):
@@ -217,6 +222,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     opt_d = torch.optim.Adam(gan.discriminator.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     batches = InfiniteBatches(data, cfg.batch_size, cfg.seed, rt.rank, rt.world_size)
     d_loss_fn, g_loss_fn = LOSSES[cfg.loss]
+    augment = Augment(cfg.augment, cfg.augment_p, cfg.ada_kimg) if cfg.augment else None
 
     fixed_z, fixed_y = fixed_batch(mcfg.num_classes, mcfg.z_dim, cfg.seed)  # sample grids and diversity
 
@@ -234,6 +240,8 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         opt_d.load_state_dict(state["opt_d"])
         batches.load_state_dict(state["batches"])
         _set_rng_state(rt, state["rng"])
+        if augment is not None and state.get("augment"):
+            augment.load_state_dict(state["augment"])
         step, best, trained_before = state["step"], state.get("best"), state.get("train_seconds", 0.0)
         if rt.is_main:
             print(f"resuming {run} from {path.name} (step {step})", file=sys.stderr)
@@ -273,6 +281,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             "generator_ema": g_ema.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             "batches": batches.state_dict(), "rng": rng, "precision": rt.precision,
             "train_seconds": trained_before + time.time() - t_start,  # wall clock of training up to at_step
+            "augment": augment.state_dict() if augment is not None else None,
         }
 
     saved_at = {"step": step if resumed is not None else -1}  # the newest checkpoint of this run
@@ -311,7 +320,10 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                 z = torch.randn(real.shape[0], mcfg.z_dim, device=rt.device)
                 shared = cfg.reuse_fakes and i == cfg.n_dis - 1  # the G step will reuse these fakes
                 fake = generate(generator if shared else g_plain, z, y_fake, rt, keep_graph=shared)
-                loss_d, d_real, d_fake = d_step(discriminator, opt_d, d_loss_fn, real, y_real, fake, y_fake, rt)
+                loss_d, d_real, d_fake = d_step(discriminator, opt_d, d_loss_fn, real, y_real, fake, y_fake, rt,
+                                                augment)
+                if augment is not None:
+                    augment.observe(d_real)  # ADA: steer p by sign(D(real)); a no-op at a fixed p
                 images_seen += real.shape[0]
             # ---- generator: one step ---------------------------------------------------------------------
             if not cfg.reuse_fakes:
@@ -319,7 +331,8 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                 y_fake = labels_for(None, cfg.batch_size)
                 fake = generate(generator, z, y_fake, rt, keep_graph=True)
             regulariser = cfg.mode_seeking * mode_seeking(fake, z) if cfg.mode_seeking else None
-            loss_g = g_step(d_plain, opt_g, g_loss_fn, fake, y_fake, rt, step_optimizer=False, regulariser=regulariser)
+            loss_g = g_step(d_plain, opt_g, g_loss_fn, fake, y_fake, rt, step_optimizer=False, regulariser=regulariser,
+                            augment=augment)
             grad_norms = None
             if rt.is_main and (step + 1) % cfg.log_every == 0:
                 grads = {k: [p.grad for p in net.parameters() if p.grad is not None]
@@ -343,6 +356,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                        "d_fake": float(d_fake.mean()), "images_per_sec": round(speed, 2),
                        "lr_g": opt_g.param_groups[0]["lr"], "lr_d": opt_d.param_groups[0]["lr"]}
                 log.update(grad_norms or {})
+                log.update(augment.stats() if augment is not None else {})
                 log.update(health_stats(g_plain, d_plain))
                 if publish:  # the G_ema that sampling uses, standing statistics included; free of extra forwards
                     log["diversity"] = sample_diversity(g_ema, fixed_z, fixed_y, rt.device)

@@ -65,7 +65,10 @@ def test_run_folder_contents(tiny_folder, tmp_path):
     assert torch.equal(g1(z, y), g2(z, y))
 
 
-@pytest.mark.parametrize("recipe", [{}, {"reuse_fakes": False, "mode_seeking": 0.0}], ids=["default", "sagan-loss"])
+@pytest.mark.parametrize("recipe", [{}, {"reuse_fakes": False, "mode_seeking": 0.0},
+                                    {"augment": "translation,cutout,color"},
+                                    {"augment": "translation,cutout,color", "augment_p": "auto", "ada_kimg": 0.1}],
+                         ids=["default", "sagan-loss", "diffaugment", "diffaugment-auto"])
 def test_exact_resume_is_bitwise_identical(tiny_folder, tmp_path, recipe):
     """2N steps in one go == N steps, stop, resume, N steps: G, D, G_ema and optimiser states."""
     train(_cfg(**tiny_train_args(tiny_folder, tmp_path / "straight", 8, checkpoint_every=4, **recipe)))
