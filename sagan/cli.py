@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": "score samples against a reference data set",
     "attention": "draw the attention maps of a generator or discriminator",
     "report": "write a self-contained HTML report of a run",
+    "explore": "write an HTML page to point at any pixel and see where G and D attend",
 }
 
 
