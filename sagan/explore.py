@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import html
 import json
+import math
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -310,6 +311,33 @@ to 1).</p>
 """
 
 
+def _image_bytes(s: ImageSet) -> int:
+    """Payload bytes one image of a set takes: its pixels, and per layer its codes, scales and mean map."""
+    h, w = s.images.shape[-2:]
+    return 3 * h * w + sum(layer.rows[0].numel() + 4 * sum(layer.rows.shape[1:]) for layer in s.layers)
+
+
+def _trim(sets: list[ImageSet], excess: float, page_per_byte: float) -> bool:
+    """Cut about `excess` page bytes, in place, from the least needed set: the class strip, the latent strip,
+    the real images, then the generated ones (down to one). False when nothing is left to cut."""
+    for key in ("classes", "latents", "real", "generated"):
+        found = [s for s in sets if s.key == key]
+        smallest = 2 if key in ("classes", "latents") else 1
+        if not found or (key == "generated" and found[0].images.shape[0] <= 1):
+            continue
+        s, n = found[0], found[0].images.shape[0]
+        cut = math.ceil(excess / (page_per_byte * _image_bytes(s)))
+        if n - cut < smallest and key != "generated":
+            sets.remove(s)
+            return True
+        keep = torch.linspace(0, n - 1, max(smallest, n - cut)).round().long()  # a strip keeps its ends
+        s.images, s.captions = s.images[keep], [s.captions[i] for i in keep.tolist()]
+        for layer in s.layers:
+            layer.rows = layer.rows[keep]
+        return True
+    return False
+
+
 def default_out(target: str | Path) -> Path:
     """RUN/explore.html for a run folder (where `sagan report` links to it), else explore.html here."""
     return Path(target) / "explore.html" if Path(target).is_dir() else Path("explore.html")
@@ -333,14 +361,26 @@ def build_explorer(target: str | Path, out: str | Path | None = None, num: int =
     except OSError as exc:
         raise SaganError(f"cannot write {out}: {exc.strerror or exc}") from None
     sets, info = explore_sets(target, num, seed, class_index, frames, ema, device)
-    meta, payload, _ = pack(sets, info)
-    page = render_page(meta, payload)
-    size = len(page.encode("utf-8"))
-    if size > max_mb * 1e6:
-        raise SaganError(f"the page would be {size / 1e6:.1f} MB, above --max-mb {max_mb:g}; "
-                         "use fewer images (--num) or interpolation frames (--frames)")
+    asked, notes = [(s.key, s.title, s.images.shape[0]) for s in sets], info["notes"]
+    while True:
+        counts = {s.key: s.images.shape[0] for s in sets}
+        cuts = [f"{title}: {counts.get(key, 0)} of {n}" for key, title, n in asked if counts.get(key, 0) < n]
+        if cuts:
+            info["notes"] = [*notes, f"To stay under {max_mb:g} MB the page holds fewer images than asked: "
+                             + "; ".join(cuts) + "."]
+        meta, payload, _ = pack(sets, info)
+        page = render_page(meta, payload)
+        size = len(page.encode("utf-8"))
+        if size <= max_mb * 1e6:
+            break
+        if not _trim(sets, size - max_mb * 1e6, size / max(len(payload), 1)):
+            raise SaganError(f"even one image's attention rows make a {size / 1e6:.1f} MB page, above --max-mb "
+                             f"{max_mb:g}; raise --max-mb")
     try:
         atomic_write(out, lambda f: f.write(page.encode("utf-8")))
+        umask = os.umask(0)
+        os.umask(umask)
+        out.chmod(0o666 & ~umask)  # a page to share, not a private temporary file
     except OSError as exc:
         raise SaganError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out, meta

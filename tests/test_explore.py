@@ -233,3 +233,17 @@ def test_default_page_stays_under_20_mb(model, tiny_folder, tmp_path):
     queries = (16 if model == "sagan_32" else 32) ** 2
     assert meta["payload_bytes"] >= (16 * 3 + 8 * 2) * queries * queries // 4  # nothing was left out
     assert size < 20e6, size
+
+
+def test_a_page_over_budget_holds_fewer_images_and_says_so(run, tmp_path, capsys):
+    out = tmp_path / "small.html"
+    assert main(["explore", str(run), "--out", str(out), "--num", "8", "--frames", "8", "--max-mb", "0.4"]) == 0
+    meta = _meta(out)
+    assert out.stat().st_size <= 0.4e6
+    counts = {s["key"]: s["images"]["shape"][0] for s in meta["sets"]}
+    assert counts["generated"] == 8 and "classes" not in counts  # the class strip goes first, generated last
+    assert "fewer images than asked" in meta["notes"][-1] and "fewer images than asked" in out.read_text()
+    capsys.readouterr()
+    assert main(["explore", str(run), "--out", str(tmp_path / "none.html"), "--max-mb", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "raise --max-mb" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "none.html").exists()
