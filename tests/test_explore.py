@@ -247,3 +247,13 @@ def test_a_page_over_budget_holds_fewer_images_and_says_so(run, tmp_path, capsys
     assert main(["explore", str(run), "--out", str(tmp_path / "none.html"), "--max-mb", "0.01"]) == 2
     err = capsys.readouterr().err
     assert "raise --max-mb" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "none.html").exists()
+
+
+def test_an_exported_unconditional_generator_has_g_maps_only(tiny_folder, tmp_path, capsys):
+    run = _train(tiny_folder, tmp_path / "uncond", 1, conditional=False)
+    out = tmp_path / "g.html"
+    assert main(["explore", str(run / "generator.safetensors"), "--out", str(out), "--num", "2", "--frames", "2"]) == 0
+    meta = _meta(out)
+    assert meta["num_classes"] == 0 and [s["key"] for s in meta["sets"]] == ["generated", "latents"]
+    assert [layer["name"] for s in meta["sets"] for layer in s["layers"]] == ["G.16", "G.16"]
+    assert "No discriminator maps" in meta["notes"][0] and "unconditional" in out.read_text()
