@@ -178,12 +178,13 @@ def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: 
             notes.append(f"No real images: {exc}")
     if frames >= 2 and cfg.get("g_attention"):
         t = torch.linspace(0, 1, frames)
-        zs = (1 - t[:, None]) * z[0] + t[:, None] * z[1 % num]
+        end, other = (z[1], "#1") if num > 1 else (
+            sample_latents(1, cfg["z_dim"], torch.Generator().manual_seed(seed + 1))[0], f"a latent of seed {seed + 1}")
+        zs = (1 - t[:, None]) * z[0] + t[:, None] * end
         ys = None if y is None else y[:1].repeat(frames)
         images, layers = run_g(zs, ys)
-        sets.append(ImageSet("latents", f"Between latents #0 and #{1 % num}" + (f" ({label(0)})" if y is not None
-                                                                                  else ""), images,
-                             [f"t={v:.2f}" for v in t.tolist()], layers))
+        sets.append(ImageSet("latents", f"Between latent #0 and {other}" + (f" ({label(0)})" if y is not None else ""),
+                             images, [f"t={v:.2f}" for v in t.tolist()], layers))
         if classes > 1:
             a = int(y[0])
             b = int(y[1]) if num > 1 and int(y[1]) != a else (a + 1) % classes

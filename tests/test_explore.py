@@ -10,7 +10,7 @@ import torch
 from sagan.checkpoint import load_generator
 from sagan.cli import main
 from sagan.config import TrainConfig, apply_overrides
-from sagan.explore import dequantise, quantise
+from sagan.explore import class_mix, dequantise, quantise
 from sagan.report import build_report
 from sagan.sampling import sample_labels, sample_latents
 from sagan.train import train
@@ -200,6 +200,17 @@ def test_interpolation_frames_show_their_own_maps(browser, run):
     (shown,) = _shown(browser)
     tolerance = browser.evaluate("explorer.meta.max_error") + 1e-6
     assert np.abs(np.array(shown["weights"]) - layers[0].maps[1, 0].flatten().numpy()).max() <= tolerance
+
+
+def test_class_mix_moves_g_from_one_class_to_the_other(run):
+    generator, info = load_generator(run)
+    z = sample_latents(1, info["model"]["z_dim"], torch.Generator().manual_seed(0)).repeat(3, 1)
+    with torch.no_grad():
+        ends = generator(z[:2], torch.tensor([0, 1]))
+        with class_mix(generator, 0, 1, torch.tensor([0.0, 1.0, 0.5])):
+            mixed = generator(z, torch.zeros(3, dtype=torch.long))
+    torch.testing.assert_close(mixed[:2], ends)
+    assert not torch.allclose(mixed[2], ends[0]) and not torch.allclose(mixed[2], ends[1])
 
 
 def test_report_links_to_the_explorer(page, run, tmp_path):
