@@ -98,8 +98,10 @@ def class_mix(generator: nn.Module, a: int, b: int, t: torch.Tensor) -> Iterator
             h.remove()
 
 
-def _real_images(spec: str | None, cfg: dict, num: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, str]:
-    """`num` images of the run's data (its test split where it has one) in [-1, 1], labels, and a description."""
+def _real_images(spec: str | None, cfg: dict, num: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, str,
+                                                                         list[str]]:
+    """`num` images of the run's data (its test split where it has one) in [-1, 1], labels, a description and
+    the class names."""
     from sagan.data import load_data, to_model_range
 
     if not spec:
@@ -116,7 +118,8 @@ def _real_images(spec: str | None, cfg: dict, num: int, seed: int) -> tuple[torc
     images, labels = data.get(pick)
     if not cfg["num_classes"]:
         labels = None
-    return to_model_range(images), labels, f"{data.source}, {split} split"
+    source = data.source if split == "test" else f"{data.source}; it has no test split, so training images"
+    return to_model_range(images), labels, source, list(data.class_names)
 
 
 def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: int | None = None, frames: int = 8,
@@ -159,8 +162,18 @@ def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: 
         return attention_rows(discriminator, lambda: discriminator(
             images.to(device), None if y is None else y.to(device)), "D")[1]
 
+    real, names = None, []
+    if discriminator is not None:
+        try:
+            real, real_y, source, names = _real_images(info.get("data"), cfg, num, seed)
+        except SaganError as exc:
+            notes.append(f"No real images: {exc}")
+
+    def name(k: int) -> str:
+        return names[k] if len(names) == classes and classes else f"class {k}"
+
     def label(i: int) -> str:
-        return "" if y is None else f"class {int(y[i])}"
+        return "" if y is None else name(int(y[i]))
 
     images, g_layers = run_g(z, y)
     generated = ImageSet("generated", f"Generated images (seed {seed})", images,
@@ -168,14 +181,10 @@ def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: 
     if discriminator is not None:
         generated.layers += run_d(images, y)
     sets = [generated]
-    if discriminator is not None:
-        try:
-            real, real_y, source = _real_images(info.get("data"), cfg, num, seed)
-            sets.append(ImageSet("real", f"Real images through D ({source})", real,
-                                 [f"real #{i}" + ("" if real_y is None else f" class {int(real_y[i])}")
-                                  for i in range(len(real))], run_d(real, real_y)))
-        except SaganError as exc:
-            notes.append(f"No real images: {exc}")
+    if real is not None:
+        sets.append(ImageSet("real", f"Real images through D ({source})", real,
+                             [f"real #{i}" + ("" if real_y is None else f" {name(int(real_y[i]))}")
+                              for i in range(len(real))], run_d(real, real_y)))
     if frames >= 2 and cfg.get("g_attention"):
         t = torch.linspace(0, 1, frames)
         end, other = (z[1], "#1") if num > 1 else (
@@ -190,7 +199,7 @@ def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: 
             b = int(y[1]) if num > 1 and int(y[1]) != a else (a + 1) % classes
             with class_mix(generator, a, b, t):
                 images, layers = run_g(z[:1].repeat(frames, 1), torch.full((frames,), a, dtype=torch.long))
-            sets.append(ImageSet("classes", f"Between class {a} and class {b} at latent #0", images,
+            sets.append(ImageSet("classes", f"Between {name(a)} and {name(b)} at latent #0", images,
                                  [f"t={v:.2f}" for v in t.tolist()], layers))
     info = {**info, "seed": seed, "notes": notes}
     return sets, info
