@@ -20,6 +20,7 @@ COMMANDS = {
     "attention": "draw the attention maps of a generator or discriminator",
     "report": "write a self-contained HTML report of a run",
     "study": "compare arms (attention, spectral norm, TTUR, ...) over seeds at an equal budget",
+    "explore": "write an HTML page to point at any pixel and see where G and D attend",
 }
 
 

@@ -300,6 +300,15 @@ def _summary(run: Path, train: list[dict], config: dict) -> str:
     return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
 
 
+def _explorer_link(explorer: Path) -> str:
+    """A link to the `sagan explore` page when one sits beside the report."""
+    if not explorer.is_file():
+        return ""
+    return (f'<p class="ok"><a href="{_e(explorer.name)}">Open the attention explorer ({_e(explorer.name)})</a>: '
+            "point at any pixel of a generated or real image and see where every attention layer of G and D "
+            "looks (<code>sagan explore</code>).</p>")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The page
 
@@ -331,12 +340,14 @@ def build_report(run: str | Path, out: str | Path | None = None, attention: bool
     evals = _last_per_step(r for r in records if r.get("kind") == "eval")
     alarms = [r for r in records if r.get("kind") == "alarm"]
     config_html, config = _config_section(run)
+    explorer = (Path(out) if out else run / "report.html").parent / "explore.html"
     sections = [
         ("summary", "Summary", _summary(run, train, config) + _alarms_section(alarms)),
         ("samples", "Samples over training", _samples_section(run, max_grids)),
         ("curves", "Training curves and health", _curves_section(train, [a["step"] for a in alarms])),
         ("attention", "Attention maps",
-         _attention_section(run, seed, grid) if attention else "<p class='muted'>Left out (--no-attention).</p>"),
+         _explorer_link(explorer)
+         + (_attention_section(run, seed, grid) if attention else "<p class='muted'>Left out (--no-attention).</p>")),
         ("evaluation", "Evaluation scores", _evaluation_section(run, evals, config)),
         ("config", "Configuration", config_html),
     ]

@@ -1,24 +1,13 @@
 """`sagan report`: a self-contained page that renders in headless Chromium with every image loaded.
 
-The Chromium check speaks the DevTools protocol over a pipe (--remote-debugging-pipe: NUL-terminated JSON on
-fds 3 and 4), so it needs no websocket library: console errors, uncaught exceptions, failed loads, network
-requests and each <img>'s natural size come back, and a full-page screenshot. As a script:
-`python tests/test_report.py RUN/report.html --screenshot report.png`.
+The Chromium driver (DevTools over a pipe) is tests/browser.py; to check a page by hand:
+`python -m tests.browser RUN/report.html --screenshot report.png`.
 """
 
 import base64
-import fcntl
 import io
 import json
-import os
 import re
-import select
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -30,156 +19,7 @@ from sagan.report import _last_per_step, build_report
 from sagan.stats import read_metrics
 from sagan.train import train
 from sagan.viz import attention_study
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--remote-debugging-pipe", "--hide-scrollbars", "--mute-audio"]
-
-_IMAGES = """JSON.stringify(Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete,
-  naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight, src: i.src.slice(0, 30)})))"""
-
-
-def find_chromium() -> str | None:
-    """The Chromium executable, or None."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-class _Pipe:
-    """DevTools messages over Chromium's --remote-debugging-pipe (fd 3 in, fd 4 out; NUL-terminated JSON)."""
-
-    def __init__(self, binary: str, user_dir: str) -> None:
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
-        # Chromium's ends, copied above 9: putting them on 3 and 4 below then cannot overwrite one with the other
-        for fd in (to_chrome_r, from_chrome_w):
-            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-            os.close(fd)
-            to_chrome_r, from_chrome_w = (high, from_chrome_w) if fd == to_chrome_r else (to_chrome_r, high)
-
-        # A Python trampoline puts them on fds 3 and 4 and execs Chromium (no preexec_fn, no shell fd limits).
-        hop = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
-               "os.execv(sys.argv[3], sys.argv[3:])")
-        args = [binary, *FLAGS, f"--user-data-dir={user_dir}", "about:blank"]
-        self.proc = subprocess.Popen([sys.executable, "-c", hop, str(to_chrome_r), str(from_chrome_w), *args],
-                                     pass_fds=(to_chrome_r, from_chrome_w),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._buffer = b""
-        self._id = 0
-        self.events: list[dict] = []
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float = 60.0) -> dict:
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
-        while True:
-            reply = self._next(timeout)
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_for(self, method: str, timeout: float = 60.0) -> dict:
-        for i, event in enumerate(self.events):
-            if event.get("method") == method:
-                return self.events[i]
-        while True:
-            event = self._next(timeout)
-            self.events.append(event)
-            if event.get("method") == method:
-                return event
-
-    def _next(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
-                raise TimeoutError("Chromium did not answer in time")
-            chunk = os.read(self._from_chrome, 1 << 20)
-            if not chunk:
-                raise RuntimeError("Chromium closed the DevTools pipe")
-            self._buffer += chunk
-        raw, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(raw)
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close", timeout=10)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self._to_chrome)
-        os.close(self._from_chrome)
-
-
-def render(html_path: str | Path, screenshot: str | Path | None = None, width: int = 1240,
-           binary: str | None = None) -> dict:
-    """Load a local HTML file in headless Chromium; what went wrong, the images, and the page's title.
-
-    Returns {"title", "errors": [...], "requests": [non-file, non-data URLs requested], "images": [...]}.
-    """
-    binary = binary or find_chromium()
-    if binary is None:
-        raise FileNotFoundError("no chromium executable on PATH")
-    url = Path(html_path).resolve().as_uri()
-    with tempfile.TemporaryDirectory(prefix="sagan-chromium-") as user_dir:
-        pipe = _Pipe(binary, user_dir)
-        try:
-            target = pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-            for domain in ("Page", "Runtime", "Log", "Network"):
-                pipe.send(f"{domain}.enable", session=session)
-            pipe.send("Emulation.setDeviceMetricsOverride",
-                      {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
-            pipe.events.clear()
-            pipe.send("Page.navigate", {"url": url}, session=session)
-            pipe.wait_for("Page.loadEventFired")
-            title = pipe.send("Runtime.evaluate", {"expression": "document.title", "returnByValue": True},
-                              session=session)["result"]["value"]
-            images = json.loads(pipe.send("Runtime.evaluate", {"expression": _IMAGES, "returnByValue": True},
-                                          session=session)["result"]["value"])
-            if screenshot is not None:
-                metrics = pipe.send("Page.getLayoutMetrics", session=session)
-                height = int(metrics["cssContentSize"]["height"]) + 1
-                pipe.send("Emulation.setDeviceMetricsOverride",
-                          {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=session)
-                shot = pipe.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
-                                 session=session)
-                Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
-                Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
-        finally:
-            pipe.close()
-    errors, requests = [], []
-    for event in pipe.events:
-        method, params = event.get("method"), event.get("params", {})
-        if method == "Runtime.exceptionThrown":
-            errors.append(f"exception: {params['exceptionDetails'].get('text')}")
-        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            errors.append("console.error: " + " ".join(str(a.get("value", a.get("description")))
-                                                       for a in params.get("args", [])))
-        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
-            errors.append(f"log ({params['entry'].get('source')}): {params['entry'].get('text')}")
-        elif method == "Network.loadingFailed":
-            errors.append(f"load failed: {params.get('errorText')}")
-        elif method == "Network.requestWillBeSent":
-            req_url = params["request"]["url"]
-            if not req_url.startswith(("data:", "file:", "about:")):
-                requests.append(req_url)
-    return {"title": title, "errors": errors, "requests": requests, "images": images}
-
+from tests.browser import find_chromium, render
 
 # ----------------------------------------------------------------------------------------------------------
 # A tiny trained run, and its report
@@ -290,16 +130,3 @@ def test_report_cli(trained_run, tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "not a run folder" in capsys.readouterr().err
 
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Render a report in headless Chromium; list its problems.")
-    parser.add_argument("html")
-    parser.add_argument("--screenshot", metavar="PNG", help="also save a full-page screenshot")
-    parser.add_argument("--width", type=int, default=1240)
-    args = parser.parse_args()
-    result = render(args.html, args.screenshot, args.width)
-    print(json.dumps({**result, "images": len(result["images"]),
-                      "images_loaded": sum(i["naturalWidth"] > 0 for i in result["images"])}, indent=2))
-    sys.exit(1 if result["errors"] or result["requests"] else 0)

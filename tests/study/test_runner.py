@@ -15,7 +15,7 @@ import yaml
 from sagan.cli import main
 from sagan.study import parse_spec
 from sagan.study.runner import jobs_in_order
-from tests.test_report import find_chromium, render
+from tests.browser import find_chromium, render
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
