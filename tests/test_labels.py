@@ -159,6 +159,12 @@ def test_conditional_training_on_csv_labels_stores_the_keys(labelled, tmp_path):
     assert stored["labels"] == str(labels) and stored["label_column"] == "colour" and not stored["allow_unlabelled"]
     generator, info = load_generator(tmp_path / "run")
     assert info["model"]["num_classes"] == 3 and info["labels"]["label_column"] == "colour"
+    # `sagan eval RUN --features classifier` scores against the run's data with the run's own labels
+    out = tmp_path / "scores.json"
+    assert main(["eval", str(tmp_path / "run"), "--features", "classifier", "--num", "24", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    prov = yaml.safe_load(out.read_text())["provenance"]
+    assert prov["class_names"] == ["blue", "green", "red"] and "labels 'colour'" in prov["reference_source"]
     # the CLI flags reach the same keys
     import argparse
 

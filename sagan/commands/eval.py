@@ -87,12 +87,11 @@ def format_table(result: dict) -> str:
     lines = []
     rows = [k for k in scores if not k.endswith("_std") and "class_frac" not in k]
     width = max((len(k) for k in rows), default=6)
+    floor = (prov.get("floor") or {}).get("scores", {})
     for k in rows:
         value = _fmt(scores[k]) + (f" ± {_fmt(scores[k + '_std'])}" if k + "_std" in scores else "")
-        lines.append(f"  {k:<{width}}  {value:<20}  {how.get(k, '')}")
-    floor = (prov.get("floor") or {}).get("scores", {})
-    if floor:  # the real-vs-real floor beside each score it has
-        lines = [line + (f"  floor {_fmt(floor[k])}" if k in floor else "") for line, k in zip(lines, rows)]
+        beside = (f"floor {_fmt(floor[k])}" if k in floor else "").ljust(17) if floor else ""  # real vs real
+        lines.append(f"  {k:<{width}}  {value:<20}  {beside}{how.get(k, '')}")
     fracs = [(k, v) for k, v in scores.items() if "class_frac" in k and not k.endswith("_min")]
     if fracs:
         names = prov.get("class_names") or [k.rsplit("_", 1)[1] for k, _ in fracs]
