@@ -161,3 +161,15 @@ def test_bad_inputs_exit_2_with_one_line(labelled, tmp_path, capsys):
     np.savez(tmp_path / "ref.npz", images=np.zeros((8, 16, 16, 3), np.uint8))
     assert main(["eval", gen, "--against", str(tmp_path / "ref.npz"), "--features", "classifier"]) == 2
     assert "no labels" in capsys.readouterr().err
+
+
+def test_python_api_without_the_cache_writes_nothing(labelled, tmp_path):
+    from sagan.metrics import evaluate
+    from sagan.metrics.evaluation import load_samples
+
+    images, _ = load_samples(str(labelled / "gen"))
+    out = evaluate(images, str(labelled / "ref"), "fd,is", "classifier", labels=str(labelled / "labels.csv"),
+                   label_column="colour", use_cache=False)
+    assert {"fd_classifier", "is_classifier", "class_tv_classifier"} <= set(out)
+    assert out["provenance"]["extractor_weights"].startswith("(not cached")
+    assert not (tmp_path / "cache").exists()
