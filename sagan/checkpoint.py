@@ -165,7 +165,8 @@ def load_generator(target: str | Path, ema: bool = True,
                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """G (G_ema by default) in eval mode from a run folder, checkpoint or exported .safetensors, and its info.
 
-    info: {"model": ModelConfig dict, "step", "path", "ema", "data"}.
+    info: {"model": ModelConfig dict, "step", "path", "ema", "data", "labels"}; "labels" holds the run's
+    labels, label_column and allow_unlabelled settings (sagan.labels) where it had a labels file.
     """
     target = Path(target)
     if target.suffix == ".safetensors":
@@ -177,7 +178,7 @@ def load_generator(target: str | Path, ema: bool = True,
         generator = GAN(config).generator
         load_gan_state(generator, load_file(str(target), device=str(map_location)), "generator", target)
         info = {"model": meta["model"], "step": meta.get("step"), "path": str(target), "ema": meta.get("ema", True),
-                "data": meta.get("data")}
+                "data": meta.get("data"), "labels": meta.get("labels")}
         return generator.eval(), info
     path = resolve_checkpoint(target)
     state = load_checkpoint(path, map_location)
@@ -187,4 +188,7 @@ def load_generator(target: str | Path, ema: bool = True,
     load_gan_state(generator, state[key], "generator", path)
     info = {"model": state["model"], "step": state["step"], "path": str(path), "ema": key == "generator_ema",
             "data": state.get("train_config", {}).get("data")}
+    train_config = state.get("train_config", {})
+    if train_config.get("labels"):
+        info["labels"] = {k: train_config.get(k) for k in ("labels", "label_column", "allow_unlabelled")}
     return generator.eval(), info

@@ -25,6 +25,11 @@ class TrainConfig:
     data: str = "fashion-mnist"
     data_root: str | None = None
     conditional: bool = True  # use the data's class labels when it has them
+    # a folder's labels from a CSV (sagan.labels): paths relative to `data`, the label column (None: `label`,
+    # `class` or `category`, else the first after the paths), and whether images without a label are left out
+    labels: str | None = None
+    label_column: str | None = None
+    allow_unlabelled: bool = False
     out: str = "runs/sagan"
     seed: int = 0
     # the recipe: TTUR (Heusel et al. 2017) with SAGAN's settings
@@ -100,6 +105,8 @@ class TrainConfig:
         parse_policy(self.augment)
         if self.augment_p != "auto" and not (isinstance(self.augment_p, (int, float)) and 0 <= self.augment_p <= 1):
             raise ConfigError(f"augment_p must be in [0, 1] or auto, got {self.augment_p}")
+        if self.label_column and not self.labels:
+            raise ConfigError(f"label_column {self.label_column!r} needs a labels file: add --labels FILE.csv")
         if not isinstance(self.model_args, dict):
             raise ConfigError("model_args must be a mapping of model options, e.g. {g_ch: 32}")
         return self

@@ -421,14 +421,23 @@ def _scan_folder(root: Path) -> tuple[list[str], list[int] | None, list[str]]:
     return paths, [index[t] for t, _ in files], class_names
 
 
-def _load_folder(path: Path, resolution: int, channels: int, split: str, max_in_memory_bytes: int) -> ImageData:
+def _load_folder(path: Path, resolution: int, channels: int, split: str, max_in_memory_bytes: int,
+                 labels_file: str | None = None, label_column: str | None = None,
+                 allow_unlabelled: bool = False) -> ImageData:
     if split not in ("train", "all"):
         raise DataError(f"{path} is a folder of images with no '{split}' split; "
                         "use split='train' (all its images), or make a separate folder for it")
     paths, labels, class_names = _scan_folder(path)
     if not paths:
         raise DataError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) found under {path}")
-    return _load_files(paths, labels, class_names, resolution, channels, max_in_memory_bytes, str(path))
+    describe = str(path)
+    if labels_file:  # labels from a CSV instead of sub-folder names (sagan.labels)
+        from sagan.labels import labels_for_files
+
+        paths, labels, class_names, column = labels_for_files(path, paths, labels_file, label_column,
+                                                              allow_unlabelled)
+        describe = f"{path}, labels '{column}' from {labels_file}"
+    return _load_files(paths, labels, class_names, resolution, channels, max_in_memory_bytes, describe)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -631,14 +640,19 @@ def _load_named(name: str, resolution: int, channels: int | None, split: str, ro
 
 
 def load_data(spec: str, resolution: int, channels: int | None = None, split: str = "train",
-              root: str | None = None, download: bool = True, max_in_memory_bytes: int = 4 << 30) -> ImageData:
+              root: str | None = None, download: bool = True, max_in_memory_bytes: int = 4 << 30,
+              labels: str | None = None, label_column: str | None = None,
+              allow_unlabelled: bool = False) -> ImageData:
     """Load a named data set (fashion-mnist, mnist, cifar10, celeba) or a folder of images.
 
     Images come back as uint8 `(N, channels, resolution, resolution)`; `channels` defaults to the source's
     own (1 for the MNIST family, 3 otherwise). Named sets are looked for in `root`, `$SAGAN_DATA`,
     /usr/share/datasets and ~/.cache/sagan/data, and downloaded through torchvision into the latter when
     absent and `download` is true. Sets larger than `max_in_memory_bytes` are decoded on demand by `get()`.
+    `labels` (a CSV), `label_column` and `allow_unlabelled` label a folder's images (see `sagan.labels`).
     """
+    if label_column and not labels:
+        raise DataError(f"label column '{label_column}' given without a labels file; add --labels FILE.csv")
     if not isinstance(resolution, int) or resolution < 1:
         raise DataError(f"resolution must be a positive whole number of pixels, got {resolution!r}")
     if channels not in (None, 1, 3):
@@ -647,10 +661,13 @@ def load_data(spec: str, resolution: int, channels: int | None = None, split: st
     key = spec.strip().lower()
     looks_like_path = os.sep in spec or (os.altsep or os.sep) in spec or spec.startswith((".", "~"))
     if key in _ALIASES and not looks_like_path:
+        if labels:
+            raise DataError(f"{spec} has labels of its own; a labels file applies to a folder of images")
         return _load_named(_ALIASES[key], resolution, channels, split, root, download, max_in_memory_bytes)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _load_folder(path.resolve(), resolution, channels or 3, split, max_in_memory_bytes)
+        return _load_folder(path.resolve(), resolution, channels or 3, split, max_in_memory_bytes,
+                            labels, label_column, allow_unlabelled)
     if path.exists():
         raise DataError(f"{path} is a file; give a folder of images or one of: {', '.join(DATASETS)}")
     if looks_like_path or Path(spec).suffix:

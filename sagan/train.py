@@ -179,7 +179,8 @@ def _standing(g_ema: nn.Module, cfg: TrainConfig) -> None:
 
 def build(cfg: TrainConfig, rt: Runtime):
     """Load the data and build the model the config names: (data, gan)."""
-    data = load_data(cfg.data, model_config(cfg.model).resolution, root=cfg.data_root)
+    data = load_data(cfg.data, model_config(cfg.model).resolution, root=cfg.data_root, labels=cfg.labels,
+                     label_column=cfg.label_column, allow_unlabelled=cfg.allow_unlabelled)
     overrides = {"img_channels": data.channels, "num_classes": data.num_classes if cfg.conditional else 0,
                  **cfg.model_args}
     gan = GAN(model_config(cfg.model, **overrides))
@@ -420,7 +421,10 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
                "train_minutes_total": round((trained_before + elapsed) / 60, 4)}
     if rt.is_main:
         _sample_grid(g_ema, fixed_z, fixed_y, rt, run / "samples" / "final.png", 8)
-        export_generator(g_ema, mcfg, run / "generator", {"step": step, "ema": True, "data": cfg.data})
+        labels = ({"labels": cfg.labels, "label_column": cfg.label_column, "allow_unlabelled": cfg.allow_unlabelled}
+                  if cfg.labels else None)
+        export_generator(g_ema, mcfg, run / "generator", {"step": step, "ema": True, "data": cfg.data,
+                                                          "labels": labels})
     return summary
 
 

@@ -13,9 +13,12 @@ EXAMPLES = """examples:
   sagan eval runs/fmnist        # a run: 10,000 samples of G_ema against the data it was trained on
   sagan eval samples.npz --against fashion-mnist --num 10000 --metrics fd,kid,is,pr
   sagan eval samples/ --against cifar10 --inception-weights weights-inception-2015-12-05-6726825d.pth
+  sagan eval runs/emoji --against emoji64/ --labels emoji64/labels.csv --label-column category --features classifier
 
 Fashion-MNIST is scored with the shipped classifier by default (fd_fmnist, kid_fmnist, ...; never "fid");
 other data with Inception-v3 (fid, kid, is, ...). Reference features are cached under $SAGAN_CACHE/stats.
+--features classifier trains a small CNN on the reference's labels (offline; cached under
+$SAGAN_CACHE/classifiers) and prints the real-vs-real floor beside the scores (fd_classifier, ...).
 """
 
 
@@ -33,8 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num", type=int, default=None,
                         help="generated images to score (default: 10000 from a generator, all from a file)")
     parser.add_argument("--features", metavar="NAME", default=None,
-                        help="feature extractor: inception or fmnist (default: fmnist for fashion-mnist, "
-                             "inception otherwise)")
+                        help="feature extractor: inception, fmnist, or classifier (a small CNN trained on the "
+                             "reference's labels) (default: fmnist for fashion-mnist, inception otherwise)")
+    parser.add_argument("--labels", metavar="FILE.csv", default=None,
+                        help="labels of the reference folder's images: a column of paths relative to it, label "
+                             "columns (default: labels from its sub-folders)")
+    parser.add_argument("--label-column", metavar="NAME", default=None,
+                        help="the labels file's column of labels (default: label, class or category, else the "
+                             "first after the paths)")
+    parser.add_argument("--allow-unlabelled", action="store_true",
+                        help="with --labels: use only the reference images that have a row and a label")
     parser.add_argument("--inception-weights", metavar="FILE", default=None,
                         help="the 2015-12-05 Inception-v3 weights (torch-fidelity's .pth) for offline use")
     parser.add_argument("--classifier-weights", metavar="FILE", default=None,
@@ -47,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="device for generation and features (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=256, help="generation batch size (default: 256)")
     parser.add_argument("--cache-dir", default=None,
-                        help="reference statistics cache (default: $SAGAN_CACHE/stats or ~/.cache/sagan/stats)")
+                        help="reference statistics cache (default: $SAGAN_CACHE/stats or ~/.cache/sagan/stats); "
+                             "trained classifiers go to its classifiers/ sub-folder")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached reference features")
     parser.add_argument("--out", metavar="FILE", default=None,
                         help="JSON output (default: next to the target, TARGET.eval-REF-EXTRACTOR.json)")
@@ -75,16 +87,21 @@ def format_table(result: dict) -> str:
     lines = []
     rows = [k for k in scores if not k.endswith("_std") and "class_frac" not in k]
     width = max((len(k) for k in rows), default=6)
+    floor = (prov.get("floor") or {}).get("scores", {})
     for k in rows:
         value = _fmt(scores[k]) + (f" ± {_fmt(scores[k + '_std'])}" if k + "_std" in scores else "")
-        lines.append(f"  {k:<{width}}  {value:<20}  {how.get(k, '')}")
+        beside = (f"floor {_fmt(floor[k])}" if k in floor else "").ljust(17) if floor else ""  # real vs real
+        lines.append(f"  {k:<{width}}  {value:<20}  {beside}{how.get(k, '')}")
     fracs = [(k, v) for k, v in scores.items() if "class_frac" in k and not k.endswith("_min")]
     if fracs:
         names = prov.get("class_names") or [k.rsplit("_", 1)[1] for k, _ in fracs]
         mins = [k for k in scores if "class_frac" in k and k.endswith("_min")]
+        real = prov.get("real_class_shares")
         lines.append(f"  per-class share of generated images ({prov['extractor']} argmax; "
-                     f"min {scores[mins[0]]:.3f}, even {1 / len(fracs):.3f}):")
-        lines.append("    " + ", ".join(f"{n} {v:.3f}" for n, (_, v) in zip(names, fracs)))
+                     f"min {scores[mins[0]]:.3f}, even {1 / len(fracs):.3f})" + (", against the real share:"
+                                                                               if real else ":"))
+        lines.append("    " + ", ".join(f"{n} {v:.3f}" + (f"/{real[i]:.3f}" if real else "")
+                                        for i, (n, (_, v)) in enumerate(zip(names, fracs))))
     src = prov.get("target") or "tensor"
     step = f", step {prov['step']}" if prov.get("step") is not None else ""
     ema = {True: ", G_ema", False: ", raw G"}.get(prov.get("ema"), "")
@@ -94,6 +111,13 @@ def format_table(result: dict) -> str:
     lines.append(f"  reference: {prov['reference_source']}, {prov['reference_subset']} ({cache})")
     lines.append(f"  extractor: {prov['extractor']} {prov['feature_layer']}, weights sha256 "
                  f"{prov['extractor_weights_sha256'][:12]}; input: {prov['resize']['extractor']}")
+    if "extractor_heldout_accuracy" in prov:
+        trained = "cached" if prov.get("extractor_cache_hit") else "trained now"
+        lines.append(f"  classifier: held-out accuracy {prov['extractor_heldout_accuracy']:.3f} (class-balanced "
+                     f"{prov['extractor_heldout_balanced_accuracy']:.3f}), {trained} "
+                     f"({prov['extractor_train_seconds']} s on {prov['extractor_train_threads']} thread(s))")
+    if floor:
+        lines.append(f"  floor: {prov['floor']['how']}")
     return "\n".join(lines)
 
 
@@ -111,30 +135,56 @@ def run(args: argparse.Namespace) -> int:
     if args.against is None and kind in ("npz", "images"):
         raise ConfigError(f"{args.target} holds images: say what to compare them with, e.g. --against fashion-mnist")
     against = args.against
+    labels = {"labels": args.labels, "label_column": args.label_column, "allow_unlabelled": args.allow_unlabelled}
     if against is None and kind in ("run", "checkpoint"):
         from sagan.checkpoint import load_generator
 
-        against = load_generator(args.target, ema=not args.no_ema)[1].get("data")
+        info = load_generator(args.target, ema=not args.no_ema)[1]
+        against = info.get("data")
         if not against:
             raise ConfigError(f"{args.target} does not record its training data; pass --against REF")
+        if not args.labels and info.get("labels"):  # the run's own labels file, as it trained on it
+            labels.update(info["labels"])
+    _check_paths(against, labels)
     features = args.features.lower() if args.features else None
     weights = _weights_for(features, against, args)
-    # Build the extractor before sampling, so missing weights fail in seconds, not after generation.
-    get_extractor(features or default_extractor(against), weights, args.device)
+    # Build the extractor before sampling, so missing weights (or labels) fail before generation.
+    if features == "classifier":
+        from sagan.metrics.classifier import classifier_extractor
+        from sagan.metrics.evaluation import _canonical_dataset, load_reference
+
+        if _canonical_dataset(against) is None:  # a named set is loaded by evaluate(), at the generated size
+            ref = load_reference(against, 0, args.split, **labels)  # a folder is read at its own size
+            classifier_extractor(ref, cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device)
+    else:
+        get_extractor(features or default_extractor(against), weights, args.device)
     images, info = load_samples(args.target, num=args.num, seed=args.seed, ema=not args.no_ema,
                                 device=args.device, batch_size=args.batch_size)
     result = evaluate(images, against, metrics, features, split=args.split, ref_num=args.ref_num, seed=args.seed,
                       weights=weights, cache_dir=args.cache_dir,
-                      use_cache=not args.no_cache, device=args.device, provenance=info)
+                      use_cache=not args.no_cache, device=args.device, provenance=info, **labels)
     prov = result["provenance"]
     out = Path(args.out) if args.out else _default_out(args.target, kind, against, prov["extractor"])
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"scores": scores_only(result), "provenance": prov, "records": to_records(result)}
+    if prov.get("floor"):
+        record["floor"] = prov["floor"]
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"sagan eval: {prov['generated_count']} images vs {against} ({prov['reference_split']})")
     print(format_table(result))
     print(f"  wrote {out}")
     return 0
+
+
+def _check_paths(against: str, labels: dict) -> None:
+    """Every path the command reads exists: checked before any extractor is chosen or built."""
+    from sagan.metrics.evaluation import _canonical_dataset
+
+    if _canonical_dataset(against) is None and not Path(against).expanduser().exists():
+        raise ConfigError(f"the reference {against} does not exist: give an existing folder or .npz of images, "
+                          "or a data set name (fashion-mnist, mnist, cifar10, celeba)")
+    if labels["labels"] and not Path(labels["labels"]).expanduser().is_file():
+        raise ConfigError(f"labels file not found: {Path(labels['labels']).expanduser().absolute()}")
 
 
 def _weights_for(features: str | None, against: str, args: argparse.Namespace) -> str | None:

@@ -14,6 +14,8 @@ _FLAGS = {
     "model": "model name (see `sagan models`)",
     "data": "fashion-mnist, mnist, cifar10, celeba, or a folder of images",
     "data_root": "where named data sets live (default: search the usual places, $SAGAN_DATA)",
+    "labels": "CSV of labels for a folder's images: a column of paths relative to --data, label columns",
+    "label_column": "the CSV's column of labels (default: label, class or category, else the first after the paths)",
     "out": "run folder: config, metrics.jsonl, samples, checkpoints",
     "seed": "random seed",
     "batch_size": "images per D step",
@@ -47,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
     parser.add_argument("--unconditional", dest="conditional", action="store_false", default=None,
                         help="ignore the data's class labels")
+    parser.add_argument("--allow-unlabelled", dest="allow_unlabelled", action="store_true", default=None,
+                        help="with --labels: train on the labelled images only, leaving out images without a row "
+                             "or a label and rows without an image (default: such a mismatch is an error)")
     parser.add_argument("--resume", default=None, metavar="RUN",
                         help="resume this run folder (runs resume from --out by default when it holds checkpoints)")
     parser.add_argument("--fresh", action="store_true", help="do not resume even if --out holds checkpoints")
@@ -58,7 +63,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     overrides: dict = {}
     if args.config:
         overrides.update(load_yaml(args.config))
-    for name in list(_FLAGS) + ["compile", "deterministic", "channels_last", "conditional"]:
+    for name in list(_FLAGS) + ["compile", "deterministic", "channels_last", "conditional", "allow_unlabelled"]:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

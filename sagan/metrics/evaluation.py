@@ -94,6 +94,8 @@ class Reference:
     source: str  # human-readable origin, from sagan.data where it came from there
     identity: dict = field(default_factory=dict)  # what the cache key needs beyond the above
     geometry: object | None = None  # the sagan.data.ImageData whose fit generated images are undone with
+    labels: torch.Tensor | None = None  # int64 (N,) class of each image, where the reference has classes
+    class_names: tuple[str, ...] = ()
 
 
 def _canonical_dataset(spec: str) -> str | None:
@@ -170,26 +172,29 @@ def _folder_identity(path: Path) -> str:
     return h.hexdigest()[:20]
 
 
-def _load_image_folder(path: Path) -> tuple[torch.Tensor, str]:
+def _load_image_folder(path: Path, **labels) -> tuple[torch.Tensor, str, object]:
+    """(uint8 images at the folder's own size, description, the ImageData); `labels` as `load_data` takes them."""
     from sagan.data import load_data
 
     size, channels = _peek_folder(path)
-    data = load_data(str(path), size, channels=channels, split="all")
+    data = load_data(str(path), size, channels=channels, split="all", **labels)
     images = data.get(torch.arange(len(data)))[0] if data.streamed else data.images
-    return images, data.source
+    return images, data.source, data
 
 
 _REFERENCE_MEMO: dict[tuple, Reference] = {}
 
 
 def load_reference(against: str, size: int, split: str | None = None, root: str | None = None,
-                   download: bool = True) -> Reference:
+                   download: bool = True, labels: str | None = None, label_column: str | None = None,
+                   allow_unlabelled: bool = False) -> Reference:
     """Real images to compare generated `size` x `size` images with.
 
     `against` is a data set name (scored at its native size, e.g. 28 for fashion-mnist, with `undo_fit`
-    bringing generated images there), a folder of images or an .npz of images.
+    bringing generated images there), a folder of images or an .npz of images. A folder's classes come from
+    its sub-folders, or from a `labels` CSV (with `label_column`, `allow_unlabelled`: see sagan.labels).
     """
-    memo_key = (against, size, split, root)
+    memo_key = (against, size, split, root, labels, label_column, allow_unlabelled)
     if memo_key in _REFERENCE_MEMO:
         return _REFERENCE_MEMO[memo_key]
     path = Path(against).expanduser()
@@ -197,20 +202,33 @@ def load_reference(against: str, size: int, split: str | None = None, root: str 
     if name is not None:
         from sagan.data import load_data
 
+        if labels:
+            raise DataError(f"{name} has labels of its own; a labels file applies to a folder of images")
         split = split or "test"
         geometry = load_data(name, size, split=split, root=root, download=download)
         native = geometry.native_size or size
         data = geometry if native == size else load_data(name, native, split=split, root=root, download=download)
         images = data.images if data.images is not None else data.get(torch.arange(len(data)))[0]
-        ref = Reference(images, name, split, data.source, {"size": native}, geometry)
+        ref = Reference(images, name, split, data.source, {"size": native}, geometry, data.labels,
+                        tuple(data.class_names))
     elif path.is_dir():
         if split not in (None, "all", "train"):
             raise DataError(f"{path} is a folder of images with no '{split}' split; leave --split out")
-        images, source = _load_image_folder(path)
-        ref = Reference(images, str(path.resolve()), "all", source, {"content": _folder_identity(path)})
+        options = {"labels": labels, "label_column": label_column, "allow_unlabelled": allow_unlabelled}
+        images, source, data = _load_image_folder(path, **options)
+        identity = {"content": _folder_identity(path)}
+        if labels:
+            from sagan.metrics.extractors import file_sha256
+
+            identity.update(labels=file_sha256(Path(labels).expanduser())[:20], label_column=label_column,
+                            allow_unlabelled=allow_unlabelled)
+        ref = Reference(images, str(path.resolve()), "all", source, identity, None, data.labels,
+                        tuple(data.class_names))
     elif path.is_file():
         if path.suffix.lower() != ".npz":
             raise DataError(f"{path} is neither a folder of images nor an .npz of images")
+        if labels:
+            raise DataError(f"{path} is an .npz; a labels file applies to a folder of images")
         if split not in (None, "all", "train"):
             raise DataError(f"{path} is an .npz of images with no '{split}' split; leave --split out")
         from sagan.metrics.extractors import file_sha256
@@ -339,6 +357,9 @@ def evaluate(
     device: str | torch.device = "cpu",
     kid_subsets: int = KID_SUBSETS,
     provenance: dict | None = None,
+    labels: str | None = None,
+    label_column: str | None = None,
+    allow_unlabelled: bool = False,
 ) -> dict:
     """Score generated uint8 images (N, C, H, W) against a reference; a flat dict of fixed keys + "provenance".
 
@@ -350,6 +371,9 @@ def evaluate(
     seed: recorded, and seeds the random subsets of KID and the score splits.
     root: where to look for the named data set first (as in `sagan.data.load_data`).
     provenance: extra fields for the record (target, checkpoint, step, ema, ...), merged in.
+    labels, label_column, allow_unlabelled: a labels CSV for a reference folder (sagan.labels); with
+        features="classifier" a small CNN is trained on the reference's labels (sagan.metrics.classifier), and
+        the record gains the class shares against the real ones and the real-vs-real floor (provenance "floor").
     """
     t_start = time.perf_counter()
     if not isinstance(fake, torch.Tensor) or fake.dtype != torch.uint8 or fake.dim() != 4:
@@ -357,9 +381,15 @@ def evaluate(
                          f"{tuple(getattr(fake, 'shape', ()))}; use sagan.data.to_uint8 on [-1, 1] floats")
     metrics = parse_metrics(metrics)
     fake = fake.cpu()
-    ref = load_reference(against, fake.shape[-1], split, root=root)
+    ref = load_reference(against, fake.shape[-1], split, root=root, labels=labels, label_column=label_column,
+                         allow_unlabelled=allow_unlabelled)
     fake_eval, resize_note = match_geometry(fake, ref)
-    ex = get_extractor(features or default_extractor(against), weights, device)
+    if (features or "").strip().lower() == "classifier":
+        from sagan.metrics.classifier import classifier_extractor
+
+        ex = classifier_extractor(ref, cache_dir=cache_dir, use_cache=use_cache, device=device)
+    else:
+        ex = get_extractor(features or default_extractor(against), weights, device)
 
     timings: dict[str, float] = {}
     entry, ref_info = _reference_features(ref, ex, ref_num, cache_dir, use_cache)
@@ -423,6 +453,12 @@ def evaluate(
         scores[f"class_frac{sfx}_min"] = float(fractions.min())
         even = 1 / len(class_names)
         how[f"class_frac{sfx}_min"] = f"smallest per-class share ({len(class_names)} classes; even = {even:.3f})"
+        if getattr(ex, "real_shares", None) is not None:  # the classifier knows the reference's label shares
+            from sagan.metrics.floor import class_share_scores
+
+            scores.update(class_share_scores(fractions, ex.real_shares, sfx))
+            how[f"class_tv{sfx}"] = "total variation between generated class shares and the real label shares"
+            how[f"class_ratio{sfx}_min"] = "smallest ratio of a class's generated share to its real share"
     timings["total"] = time.perf_counter() - t_start
 
     import torch_fidelity
@@ -451,6 +487,8 @@ def evaluate(
                      "torch_fidelity": torch_fidelity.__version__},
         "target": None, "target_kind": "tensor", "checkpoint": None, "step": None, "ema": None,
     }  # fmt: skip
+    if hasattr(ex, "provenance"):  # a trained extractor's own record: cache use, training time, the floor
+        prov.update(ex.provenance())
     prov.update(provenance or {})
     return {**scores, "provenance": prov}
 
@@ -553,7 +591,7 @@ def load_samples(target: str, num: int | None = None, seed: int = 0, ema: bool =
                     model=(meta.get("model") or {}).get("name"), data=meta.get("data"),
                     generation_seconds=round(time.perf_counter() - t0, 3))
         return images.cpu(), info
-    images = _read_npz_images(path) if kind == "npz" else _load_image_folder(path)[0]
+    images = _read_npz_images(path) if kind == "npz" else _load_image_folder(path)[0]  # labels unused here
     if num is not None:
         if num > len(images):
             raise DataError(f"{path} holds {len(images)} images, fewer than --num {num}; lower --num")

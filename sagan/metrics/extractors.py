@@ -31,7 +31,8 @@ INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch.hub's convention: the hash prefix is in the file name
 _HOW_TO_GET_INCEPTION = (
     f"download {INCEPTION_URL} on a machine that is online and pass --inception-weights FILE "
-    f"(or set $SAGAN_INCEPTION_WEIGHTS, or put it in {{hub}}); for Fashion-MNIST, --features fmnist needs no download"
+    f"(or set $SAGAN_INCEPTION_WEIGHTS, or put it in {{hub}}); for Fashion-MNIST, --features fmnist needs no download; "
+    "for a labelled folder, --features classifier"
 )
 
 _sha_memo: dict[tuple[str, int, int], str] = {}
@@ -261,11 +262,14 @@ def create_extractor(
 ) -> FeatureExtractor:
     """An extractor by name ("inception" or "fmnist"), with optional weights file, device and batch size."""
     key = name.strip().lower()
+    if key == "classifier":
+        raise ConfigError("the classifier extractor is trained on a labelled reference set: use "
+                          "evaluate(..., features='classifier') or `sagan eval --features classifier`")
     if key not in EXTRACTORS:
         from sagan.errors import did_you_mean
 
         raise ConfigError(f"unknown feature extractor '{name}'{did_you_mean(key, tuple(EXTRACTORS))}; "
-                          f"use one of {', '.join(EXTRACTORS)}")
+                          f"use one of {', '.join(EXTRACTORS)}, or classifier (trained on a labelled reference)")
     cls = EXTRACTORS[key]
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
     return cls(weights=weights, device=device, **kwargs)

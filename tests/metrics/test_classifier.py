@@ -1,0 +1,175 @@
+"""`--features classifier`: a small CNN trained on a labelled reference, its cache, the real-vs-real floor."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sagan.cli import main
+from sagan.metrics import classifier as classifier_module
+from sagan.metrics import evaluation as evaluation_module
+from sagan.metrics.classifier import ClassifierSettings, classifier_key, train_classifier
+from sagan.metrics.floor import real_floor
+
+COLOURS = {"blue": (40, 40, 210), "green": (40, 190, 40), "red": (210, 40, 40)}
+SCORES = ("fd_classifier", "kid_classifier", "is_classifier", "precision_classifier", "recall_classifier",
+          "density_classifier", "coverage_classifier", "class_tv_classifier", "class_ratio_classifier_min")
+
+
+def _image(rng, colour) -> np.ndarray:
+    """A 16x16 square of the class's colour, at a random place and size, on white with a little noise."""
+    img = np.full((16, 16, 3), 255, np.int16)
+    lo, side = rng.integers(0, 6), rng.integers(6, 10)
+    img[lo:lo + side, lo:lo + side] = colour
+    return np.clip(img + rng.integers(-12, 13, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A flat folder of 72 images (no class sub-folders) and a labels CSV; and 24 'generated' red-only images."""
+    root = tmp_path_factory.mktemp("labelled")
+    rng = np.random.default_rng(0)
+    (root / "ref").mkdir()
+    (root / "gen").mkdir()
+    rows = []
+    for i in range(72):
+        name = list(COLOURS)[i % 3]
+        Image.fromarray(_image(rng, COLOURS[name])).save(root / "ref" / f"{i:03d}.png")
+        rows.append((f"{i:03d}.png", name))
+    with open(root / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("file", "colour"), *rows])
+    for i in range(24):
+        Image.fromarray(_image(rng, COLOURS["red"])).save(root / "gen" / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SAGAN_OFFLINE", "1")
+    evaluation_module._REFERENCE_MEMO.clear()
+    classifier_module._MEMO.clear()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _eval(root, out, *extra):
+    return main(["eval", str(root / "gen"), "--against", str(root / "ref"), "--labels", str(root / "labels.csv"),
+                 "--label-column", "colour", "--features", "classifier", "--out", str(out), *extra])
+
+
+def test_classifier_learns_the_labels_and_reports_held_out_accuracy():
+    rng = np.random.default_rng(1)
+    names = list(COLOURS)
+    images = torch.from_numpy(np.stack([_image(rng, COLOURS[names[i % 3]]) for i in range(120)])).permute(0, 3, 1, 2)
+    labels = torch.arange(120) % 3
+    net, meta = train_classifier(images.contiguous(), labels, 3, ClassifierSettings(epochs=15, batch_size=16))
+    assert meta["heldout_count"] == 12 and meta["train_count"] == 108
+    assert meta["heldout_accuracy"] >= 0.9 and meta["heldout_balanced_accuracy"] >= 0.9
+    feats, logits = net.forward_features(images[:5])
+    assert feats.shape == (5, 128) and logits.shape == (5, 3)
+    # any size is read: it is resized to the training size
+    assert net.forward_features(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))[0].shape == (2, 128)
+
+
+def test_scorer_end_to_end_then_from_the_cache(labelled, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "first.json"
+    assert _eval(labelled, out) == 0
+    printed = capsys.readouterr()
+    assert "training the classifier extractor" in printed.err
+    doc = json.loads(out.read_text())
+    scores, prov, floor = doc["scores"], doc["provenance"], doc["floor"]
+    assert set(SCORES) <= set(scores) and not {"fid", "kid", "is"} & set(scores)
+    assert prov["extractor"] == "classifier" and 0 <= prov["extractor_heldout_accuracy"] <= 1
+    assert prov["extractor_cache_hit"] is False and prov["class_names"] == ["blue", "green", "red"]
+    assert prov["real_class_shares"] == pytest.approx([1 / 3] * 3)
+    assert set(SCORES) <= set(floor["scores"]) and "half" in floor["how"]
+    assert all(r["metric"] != "fid" for r in doc["records"])
+    table = printed.out
+    assert "fd_classifier" in table and "floor" in table and "held-out accuracy" in table and "red" in table
+
+    # The second call trains nothing and gives the same numbers.
+    evaluation_module._REFERENCE_MEMO.clear()
+    classifier_module._MEMO.clear()
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(classifier_module, "train_classifier", no_training)
+    again = tmp_path / "second.json"
+    assert _eval(labelled, again) == 0
+    assert "cached" in capsys.readouterr().out
+    doc2 = json.loads(again.read_text())
+    assert doc2["provenance"]["extractor_cache_hit"] is True
+    assert doc2["scores"] == doc["scores"] and doc2["floor"] == doc["floor"]
+    assert doc2["provenance"]["extractor_weights_sha256"] == prov["extractor_weights_sha256"]
+    assert list((tmp_path / "cache" / "classifiers").glob("classifier-*.safetensors"))
+
+
+def test_cache_key_follows_pixels_labels_and_settings():
+    images = torch.zeros(6, 3, 8, 8, dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    base = classifier_key(images, labels, ["a", "b"], ClassifierSettings())
+    other_pixels = images.clone()
+    other_pixels[0, 0, 0, 0] = 1
+    assert classifier_key(other_pixels, labels, ["a", "b"], ClassifierSettings()) != base
+    assert classifier_key(images, labels.flip(0), ["a", "b"], ClassifierSettings()) != base
+    assert classifier_key(images, labels, ["a", "c"], ClassifierSettings()) != base
+    assert classifier_key(images, labels, ["a", "b"], ClassifierSettings(epochs=7)) != base
+    assert classifier_key(images, labels, ["a", "b"], ClassifierSettings()) == base
+
+
+def test_floor_is_a_fixed_split_and_beats_a_collapsed_generator(labelled, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(400, 8, generator=g)
+    logits = torch.randn(400, 3, generator=g)
+    labels = torch.arange(400) % 3
+    floor = real_floor(feats, logits, labels, 3, "_x")
+    assert floor == real_floor(feats, logits, labels, 3, "_x")  # the same split every time
+    assert floor["fd_x"] < 0.5 and floor["precision_x"] > 0.6 and floor["recall_x"] > 0.6
+    assert floor["class_tv_x"] < 0.2
+    # the red-only 'generator' scores worse than the floor: the classifier's shares and distances show the collapse
+    out = tmp_path / "scores.json"
+    assert _eval(labelled, out, "--metrics", "fd,pr") == 0
+    doc = json.loads(out.read_text())
+    assert doc["scores"]["fd_classifier"] > doc["floor"]["scores"]["fd_classifier"]
+    assert doc["scores"]["recall_classifier"] < doc["floor"]["scores"]["recall_classifier"]
+
+
+def test_bad_inputs_exit_2_with_one_line(labelled, tmp_path, capsys):
+    root = labelled
+    gen, ref = str(root / "gen"), str(root / "ref")
+    cases = [
+        (["--against", ref, "--features", "classifier"], "--labels FILE.csv"),  # flat folder, no labels
+        (["--against", ref, "--labels", str(root / "labels.csv"), "--label-column", "colr", "--features",
+          "classifier"], "did you mean: colour"),
+        (["--against", ref, "--labels", str(root / "nope.csv"), "--features", "classifier"], "labels file not found"),
+        (["--against", str(tmp_path / "no" / "such"), "--features", "classifier"], "does not exist"),
+        (["--against", str(tmp_path / "no" / "such")], "does not exist"),  # before any Inception weights
+        (["--against", "fashion-mnist", "--labels", str(root / "labels.csv")], "labels of its own"),
+    ]
+    for extra, words in cases:
+        assert main(["eval", gen, "--out", str(tmp_path / "x.json"), *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, (extra, err)
+        assert "Inception" not in err
+    np.savez(tmp_path / "ref.npz", images=np.zeros((8, 16, 16, 3), np.uint8))
+    assert main(["eval", gen, "--against", str(tmp_path / "ref.npz"), "--features", "classifier"]) == 2
+    assert "no labels" in capsys.readouterr().err
+
+
+def test_python_api_without_the_cache_writes_nothing(labelled, tmp_path):
+    from sagan.metrics import evaluate
+    from sagan.metrics.evaluation import load_samples
+
+    images, _ = load_samples(str(labelled / "gen"))
+    out = evaluate(images, str(labelled / "ref"), "fd,is", "classifier", labels=str(labelled / "labels.csv"),
+                   label_column="colour", use_cache=False)
+    assert {"fd_classifier", "is_classifier", "class_tv_classifier"} <= set(out)
+    assert out["provenance"]["extractor_weights"].startswith("(not cached")
+    assert not (tmp_path / "cache").exists()
