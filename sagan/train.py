@@ -34,7 +34,7 @@ from sagan.health import CollapseAlarm, health_stats, sample_diversity
 from sagan.losses import LOSSES, mode_seeking
 from sagan.models import GAN, model_config
 from sagan.progress import Progress
-from sagan.runtime import Runtime, setup_runtime, shutdown_runtime
+from sagan.runtime import Runtime, check_same_start, setup_runtime, shutdown_runtime
 from sagan.sampling import sample_latents, standing_statistics
 from sagan.stats import StatsWriter
 
@@ -240,6 +240,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         step, best = state["step"], state.get("best")
         if rt.is_main:
             print(f"resuming {run} from {path.name} (step {step})", file=sys.stderr)
+    check_same_start(rt, step, str(run))
 
     generator, discriminator = gan.generator, gan.discriminator
     if cfg.compile:
