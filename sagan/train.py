@@ -28,7 +28,7 @@ from sagan.checkpoint import (
     save_checkpoint,
 )
 from sagan.config import TrainConfig, save_yaml
-from sagan.data import InfiniteBatches, load_data, to_model_range
+from sagan.data import load_data, to_model_range
 from sagan.errors import CheckpointError, ConfigError, SaganError
 from sagan.health import CollapseAlarm, health_stats, sample_diversity
 from sagan.losses import LOSSES, mode_seeking
@@ -36,6 +36,7 @@ from sagan.models import GAN, model_config
 from sagan.progress import Progress
 from sagan.runtime import Runtime, check_same_start, setup_runtime, shutdown_runtime
 from sagan.sampling import sample_latents, standing_statistics
+from sagan.shards import batches_for
 from sagan.stats import StatsWriter
 
 
@@ -213,7 +214,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     g_ema = copy.deepcopy(gan.generator).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(gan.generator.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(gan.discriminator.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    batches = InfiniteBatches(data, cfg.batch_size, cfg.seed, rt.rank, rt.world_size)
+    batches = batches_for(data, cfg.batch_size, cfg.seed, rt.rank, rt.world_size)  # tar shards or the rest
     d_loss_fn, g_loss_fn = LOSSES[cfg.loss]
 
     # A fixed batch for sample grids and the diversity signal: 8 per class (or 64) from a seed of its own.
