@@ -8,8 +8,10 @@ Sharding: in each epoch the shards are shuffled from (seed, epoch) and rank r of
 its decoding workers (a torch DataLoader) each take every K-th of the rank's shards and batch their own samples.
 The main process takes the workers' batches in a fixed order (round robin over the workers that still have
 batches this epoch) whatever order they arrive in, so a run's batches depend only on (seed, W, K, batch size).
-Resume is exact at batch granularity: the state is the epoch and how many batches each worker has handed out;
-a resumed worker skips its handed-out samples without decoding them (it still reads their bytes).
+Resume is exact at batch granularity: the state is the number of batches handed out since the start, the same on
+every rank; each rank replays its epochs' round robin from the shards' sample counts to find how many batches each
+of its workers had handed out, and a resumed worker skips those samples without decoding them (it still reads
+their bytes).
 """
 
 from __future__ import annotations
@@ -147,13 +149,42 @@ class ShardBatches:
         workers = max(1, min(workers, len(data.shards) // world_size))  # every worker needs a shard
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.rank, self.world_size, self.workers = rank, world_size, workers
-        self.epoch, self.handed, self.done = 0, [0] * workers, []
+        self.epoch, self.handed, self.done, self.total = 0, [0] * workers, [], 0
         self._iter = None
+        self._count = dict(zip(data.shards, data.counts))
 
-    def _epoch_shards(self) -> list[str]:
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (1 << 63))
+    def _epoch_shards(self, epoch: int | None = None) -> list[str]:
+        epoch = self.epoch if epoch is None else epoch
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % (1 << 63))
         order = torch.randperm(len(self.data.shards), generator=g).tolist()
         return [self.data.shards[i] for i in order][self.rank::self.world_size]
+
+    def _worker_batches(self, epoch: int) -> list[int]:
+        """How many batches each of this rank's workers hands out in an epoch (a partial last one is dropped)."""
+        shards = self._epoch_shards(epoch)
+        return [sum(self._count[s] for s in shards[w::self.workers]) // self.batch_size for w in range(self.workers)]
+
+    def _locate(self, total: int) -> tuple[int, list[int], list[int]]:
+        """(epoch, batches handed out per worker, workers done) after `total` batches from the start: the same
+        round robin as __next__, replayed from the sample counts without reading a shard."""
+        epoch = 0
+        while True:
+            per_worker = self._worker_batches(epoch)
+            if sum(per_worker) == 0:
+                raise DataError(f"rank {self.rank}'s shards in epoch {epoch} hold fewer images than one batch of "
+                                f"{self.batch_size} per worker; lower the batch size or write larger shards")
+            if total < sum(per_worker):
+                break
+            total, epoch = total - sum(per_worker), epoch + 1
+        handed, done, active, turn = [0] * self.workers, [], list(range(self.workers)), 0
+        while total:
+            want = active[turn % len(active)]
+            if handed[want] == per_worker[want]:
+                active.remove(want)
+                done.append(want)
+                continue
+            handed[want], turn, total = handed[want] + 1, turn + 1, total - 1
+        return epoch, handed, done
 
     def _start_epoch(self) -> None:
         dataset = _WorkerBatches(self.data, self._epoch_shards(), self.batch_size, list(self.handed))
@@ -188,20 +219,21 @@ class ShardBatches:
                 continue
             self.handed[want] += 1
             self._turn += 1
+            self.total += 1
             return images, (labels if self.data.num_classes else None)
 
     def state_dict(self) -> dict:
-        """{"epoch": e, "handed": [batches handed out by each worker this epoch], "done": [workers finished]}."""
-        return {"epoch": self.epoch, "handed": list(self.handed), "done": list(self.done)}
+        """{"batches": batches handed out since the start, "epoch": this rank's epoch}. Every rank draws the same
+        number of batches, so rank 0's state resumes every rank (each replays its own epochs from it)."""
+        return {"batches": self.total, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue after the batches a state_dict() had handed out."""
-        handed = [int(n) for n in state.get("handed", [])]
-        if len(handed) != self.workers:
-            raise DataError(f"loader state {state} is for {len(handed)} decoding workers, this run has "
-                            f"{self.workers}; resume with the same number")
-        self.epoch, self.handed, self._iter = int(state["epoch"]), handed, None
-        self.done = [int(w) for w in state.get("done", [])]
+        if "batches" not in state:
+            raise DataError(f"loader state {state} is not a tar-shard loader's; the data changed since the checkpoint")
+        self.total = int(state["batches"])
+        self.epoch, self.handed, self.done = self._locate(self.total)
+        self._iter = None
 
 
 def batches_for(data, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
