@@ -101,7 +101,7 @@ def import_mimicry_nets():
     return sagan_32, metric_log.MetricLog
 
 
-def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_classes: int):
+def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_classes: int, device: str = "cpu"):
     """The training iteration of `model`: (step function, generator params, discriminator params)."""
     import copy
 
@@ -117,27 +117,27 @@ def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_cla
     recipe = TrainConfig()  # lr, betas, loss, EMA, reuse_fakes and mode_seeking as `sagan train` uses them
     if variant == "fresh":
         recipe = dataclasses.replace(recipe, reuse_fakes=False)
-    gan = create_model(model, num_classes=num_classes).to(memory_format=memory_format)
+    gan = create_model(model, num_classes=num_classes).to(device, memory_format=memory_format)
     g, d, cfg = gan.generator, gan.discriminator, gan.config
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(g.parameters(), recipe.lr_g, betas=(recipe.beta1, recipe.beta2))
     opt_d = torch.optim.Adam(d.parameters(), recipe.lr_d, betas=(recipe.beta1, recipe.beta2))
     d_loss, g_loss = LOSSES[recipe.loss]
-    rt = Runtime(torch.device("cpu"), dtype)
-    real = (torch.rand(batch, cfg.img_channels, cfg.resolution, cfg.resolution) * 2 - 1)
+    rt = Runtime(torch.device(device), dtype)
+    real = (torch.rand(batch, cfg.img_channels, cfg.resolution, cfg.resolution, device=device) * 2 - 1)
     real = real.contiguous(memory_format=memory_format)
 
     def labels(paired: bool = False):
-        return fake_labels(num_classes, batch, paired=paired and bool(recipe.mode_seeking))
+        return fake_labels(num_classes, batch, paired=paired and bool(recipe.mode_seeking), device=device)
 
     def step():  # the loop in sagan.train._train, without data loading and bookkeeping
         for i in range(n_dis):
             shared = recipe.reuse_fakes and i == n_dis - 1
-            z, y_fake = torch.randn(batch, cfg.z_dim), labels(paired=True)
+            z, y_fake = torch.randn(batch, cfg.z_dim, device=device), labels(paired=True)
             fake = generate(g, z, y_fake, rt, keep_graph=shared)
             d_step(d, opt_d, d_loss, real, labels(), fake, y_fake, rt)
         if not recipe.reuse_fakes:
-            z, y_fake = torch.randn(batch, cfg.z_dim), labels(paired=True)
+            z, y_fake = torch.randn(batch, cfg.z_dim, device=device), labels(paired=True)
             fake = generate(g, z, y_fake, rt, keep_graph=True)
         regulariser = recipe.mode_seeking * mode_seeking(fake, z) if recipe.mode_seeking else None
         g_step(d, opt_g, g_loss, fake, y_fake, rt, regulariser=regulariser)
@@ -146,7 +146,7 @@ def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_cla
     return step, sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
 
 
-def build_peer(dtype, memory_format, batch: int, n_dis: int, num_classes: int):
+def build_peer(dtype, memory_format, batch: int, n_dis: int, num_classes: int, device: str = "cpu"):
     """mimicry's SAGAN-32 trained by its own train_step methods (hinge loss), under autocast for bf16."""
     import contextlib
 
@@ -157,27 +157,28 @@ def build_peer(dtype, memory_format, batch: int, n_dis: int, num_classes: int):
     recipe = TrainConfig()
     sagan_32, MetricLog = import_mimicry_nets()
     num_classes = num_classes or 10  # its SAGAN is conditional (CBN + projection); 0 classes fails to build
-    g = sagan_32.SAGANGenerator32(num_classes=num_classes).to(memory_format=memory_format)
-    d = sagan_32.SAGANDiscriminator32(num_classes=num_classes).to(memory_format=memory_format)
+    g = sagan_32.SAGANGenerator32(num_classes=num_classes).to(device, memory_format=memory_format)
+    d = sagan_32.SAGANDiscriminator32(num_classes=num_classes).to(device, memory_format=memory_format)
     opt_g = torch.optim.Adam(g.parameters(), recipe.lr_g, betas=(recipe.beta1, recipe.beta2))
     opt_d = torch.optim.Adam(d.parameters(), recipe.lr_d, betas=(recipe.beta1, recipe.beta2))
-    real = (torch.rand(batch, 3, 32, 32) * 2 - 1).contiguous(memory_format=memory_format)
+    real = (torch.rand(batch, 3, 32, 32, device=device) * 2 - 1).contiguous(memory_format=memory_format)
 
     def autocast():
-        return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     def step():
         log = MetricLog()
         for _ in range(n_dis):
             with autocast():
-                d.train_step((real, torch.randint(0, num_classes, (batch,))), g, opt_d, log, device="cpu")
+                d.train_step((real, torch.randint(0, num_classes, (batch,), device=device)), g, opt_d, log,
+                             device=device)
         with autocast():
-            g.train_step((real, None), d, opt_g, log, device="cpu")
+            g.train_step((real, None), d, opt_g, log, device=device)
 
     return step, sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
 
 
-def peak_rates(repeats: int = 3) -> dict[str, float]:
+def peak_rates(repeats: int = 3, device: str = "cpu") -> dict[str, float]:
     """Median GFLOP/s of the reference kernels: 2048^3 matmul and sagan_32's largest 3x3 conv, bf16 and fp32."""
     import torch
     import torch.nn.functional as F
@@ -186,19 +187,42 @@ def peak_rates(repeats: int = 3) -> dict[str, float]:
         fn()
         times = []
         for _ in range(repeats):
+            sync(device)
             t0 = time.perf_counter()
             fn()
+            sync(device)
             times.append(time.perf_counter() - t0)
         return flops / statistics.median(times) / 1e9
 
     out, n = {}, 2048
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
         out[name] = rate(lambda a=a, b=b: a @ b, 2 * n**3)
-        x = torch.randn(32, 256, 32, 32, dtype=dtype).contiguous(memory_format=torch.channels_last)
-        w = torch.randn(256, 256, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(32, 256, 32, 32, dtype=dtype, device=device).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(256, 256, 3, 3, dtype=dtype, device=device).contiguous(memory_format=torch.channels_last)
         out["conv_" + name] = rate(lambda x=x, w=w: F.conv2d(x, w, padding=1), 2 * 32 * 32 * 32 * 256 * 256 * 9)
     return out
+
+
+def sync(device: str) -> None:
+    """Wait for the GPU's queued work, so wall-clock times cover it (no-op on the CPU)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def cuda_tensor_peak_bytes(fn) -> int:
+    """Peak CUDA bytes allocated during one call of fn() above those allocated when it starts."""
+    import torch
+
+    fn()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
 
 
 def worker(spec: dict) -> None:
@@ -221,11 +245,12 @@ def worker(spec: dict) -> None:
         for line in sys.stdin:
             if line.strip() != "time":
                 return
-            reply(**peak_rates())
+            reply(**peak_rates(device=spec.get("device", "cpu")))
         return
     dtype = getattr(torch, spec["dtype"]) if spec["dtype"] else None
     memory_format = torch.channels_last if spec["channels_last"] else torch.contiguous_format
-    args = (dtype, memory_format, spec["batch"], spec["n_dis"], spec["num_classes"])
+    device = spec.get("device", "cpu")
+    args = (dtype, memory_format, spec["batch"], spec["n_dis"], spec["num_classes"], device)
     if spec["model"] == PEER:
         step, params_g, params_d = build_peer(*args)
     else:
@@ -241,13 +266,16 @@ def worker(spec: dict) -> None:
             step()
             reply(ok=True)
         elif cmd == "time":
+            sync(device)
             c0, t0 = cpu_seconds(), time.perf_counter()
             step()
+            sync(device)
             t1, c1 = time.perf_counter(), cpu_seconds()
             reply(seconds=t1 - t0, cpu=c1 - c0)
         elif cmd == "memory":  # last: the profiler's own memory must not count in the RSS high-water mark
             peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            reply(peak_rss=peak_rss, tensor_peak=tensor_peak_bytes(step))
+            measure = cuda_tensor_peak_bytes if device.startswith("cuda") else tensor_peak_bytes
+            reply(peak_rss=peak_rss, tensor_peak=measure(step))
             return
 
 
@@ -272,13 +300,14 @@ def run(args) -> dict:
     if args.omp_wait_policy:
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     load_start, t_start = os.getloadavg()[0], time.time()
-    peak_worker = Worker(__file__, dict(model="peak", threads=args.threads), env)
+    peak_worker = Worker(__file__, dict(model="peak", threads=args.threads, device=args.device), env)
     workers = []
     for m in models:
         for p in args.precisions.split(","):
             dtype, channels_last = PRECISIONS[p]
             workers.append(Worker(__file__, dict(model=m, precision=p, dtype=dtype, channels_last=channels_last,
                                        threads=args.threads, batch=args.batch_size, n_dis=args.n_dis,
+                                       device=args.device,
                                        num_classes=(args.num_classes or 10) if m == PEER else args.num_classes),
                                   env))
     info = peak_worker.read()
@@ -336,6 +365,7 @@ def run(args) -> dict:
         machine=dict(cpu=cpu_name(), cores=os.cpu_count(), torch=info["torch"], python=platform.python_version(),
                      cpu_capability=info["cpu_capability"]),
         settings=dict(threads=args.threads, batch=args.batch_size, n_dis=args.n_dis, iters=args.iters,
+                      device=args.device,
                       warmup=args.warmup, num_classes=args.num_classes,
                       omp_wait_policy=env.get("OMP_WAIT_POLICY", "unset")),
         load=dict(loadavg_start=load_start, loadavg_end=os.getloadavg()[0], minutes=(time.time() - t_start) / 60),
@@ -413,6 +443,8 @@ def main(argv: list[str] | None = None) -> None:
                    "(default: 0; the peer always uses 10 unless this is set)")
     p.add_argument("--peer", action="store_true", help=f"add mimicry's SAGAN-32 ({PEER_PACKAGE}) side by side")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]; on a GPU, times include torch.cuda.synchronize() "
+                   "and tensor MiB is torch.cuda.max_memory_allocated's peak above the step's start (default: cpu)")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._worker:

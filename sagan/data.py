@@ -658,6 +658,10 @@ def load_data(spec: str, resolution: int, channels: int | None = None, split: st
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
     split = split.lower()
+    from sagan.shards import is_shard_spec, load_shards  # tar shards: sagan/shards.py
+
+    if is_shard_spec(spec):
+        return load_shards(spec, resolution, channels)  # type: ignore[return-value]
     key = spec.strip().lower()
     looks_like_path = os.sep in spec or (os.altsep or os.sep) in spec or spec.startswith((".", "~"))
     if key in _ALIASES and not looks_like_path:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from sagan.errors import ConfigError
+from sagan.errors import ConfigError, SaganError
 
 
 @dataclass
@@ -86,6 +87,20 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if (precision == "bf16" or fast) else None
 
 
+def warn_on_shared_rendezvous_store(rank: int) -> None:
+    """Warn (rank 0) when torchrun may restart the group while its workers share the agent's rendezvous store.
+
+    The shared store outlives a restart, so the restarted workers can read the dead group's addresses and fail to
+    connect or hang (pytorch/pytorch#135712; here 4 of 11 restarts without it). The variable is read by torchrun
+    itself, so it has to be set before torchrun starts.
+    """
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    if rank == 0 and restarts > 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        warnings.warn("torchrun --max-restarts with a shared rendezvous store: a restart can fail to reconnect "
+                      "(pytorch/pytorch#135712); run `export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1` before torchrun",
+                      stacklevel=2)
+
+
 def setup_runtime(device: str, precision: str, threads: int, deterministic: bool, timeout_s: float) -> Runtime:
     """Start the distributed group when launched by torchrun, pick device and precision, set threads."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -102,11 +117,24 @@ def setup_runtime(device: str, precision: str, threads: int, deterministic: bool
     elif dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if world_size > 1 and not dist.is_initialized():
+        warn_on_shared_rendezvous_store(rank)
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return Runtime(dev, resolve_dtype(precision, dev), rank, world_size)
+
+
+def check_same_start(rt: Runtime, step: int, run: str) -> None:
+    """Every rank must resume from the same step: on several machines each reads the run folder itself, so a
+    folder that is not on storage all of them see makes one start over while another resumes."""
+    if not rt.distributed:
+        return
+    steps = [None] * rt.world_size
+    dist.all_gather_object(steps, step)
+    if len(set(steps)) > 1:
+        raise SaganError(f"the processes found different checkpoints in {run} (steps by rank: {steps}); every machine "
+                         "must see the same run folder (shared storage), or start afresh with --fresh")
 
 
 def shutdown_runtime(rt: Runtime) -> None:

@@ -29,14 +29,15 @@ from sagan.checkpoint import (
     save_checkpoint,
 )
 from sagan.config import TrainConfig, save_yaml
-from sagan.data import InfiniteBatches, load_data, to_model_range
+from sagan.data import load_data, to_model_range
 from sagan.errors import CheckpointError, ConfigError, SaganError
 from sagan.health import CollapseAlarm, health_stats, sample_diversity
 from sagan.losses import LOSSES, mode_seeking
 from sagan.models import GAN, model_config
 from sagan.progress import Progress
-from sagan.runtime import Runtime, setup_runtime, shutdown_runtime
+from sagan.runtime import Runtime, check_same_start, setup_runtime, shutdown_runtime
 from sagan.sampling import fixed_batch, standing_statistics
+from sagan.shards import batches_for
 from sagan.stats import StatsWriter
 
 
@@ -221,7 +222,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     g_ema = copy.deepcopy(gan.generator).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(gan.generator.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(gan.discriminator.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    batches = InfiniteBatches(data, cfg.batch_size, cfg.seed, rt.rank, rt.world_size)
+    batches = batches_for(data, cfg.batch_size, cfg.seed, rt.rank, rt.world_size)  # tar shards or the rest
     d_loss_fn, g_loss_fn = LOSSES[cfg.loss]
     augment = Augment(cfg.augment, cfg.augment_p, cfg.ada_kimg) if cfg.augment else None
 
@@ -246,6 +247,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         step, best, trained_before = state["step"], state.get("best"), state.get("train_seconds", 0.0)
         if rt.is_main:
             print(f"resuming {run} from {path.name} (step {step})", file=sys.stderr)
+    check_same_start(rt, step, str(run))
 
     generator, discriminator = gan.generator, gan.discriminator
     if cfg.compile:

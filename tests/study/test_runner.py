@@ -25,8 +25,8 @@ def _spec(data) -> dict:
     return {
         "name": "tiny", "budget": {"steps": 4}, "seeds": [0, 1], "baseline": "sagan",
         "base": {"data": str(data), "model": "sagan_32", "model_args": {"g_ch": 8, "d_ch": 8}, "batch_size": 8,
-                 "threads": 1, "precision": "fp32", "deterministic": True, "channels_last": False, "standing_samples": 32,
-                 "log_every": 2, "sample_every": 4, "checkpoint_every": 1},
+                 "threads": 1, "precision": "fp32", "deterministic": True, "channels_last": False,
+                 "standing_samples": 32, "log_every": 2, "sample_every": 4, "checkpoint_every": 1},
         "eval": {"metrics": ["fd", "pr"], "num": 48, "features": "fmnist", "against": "fashion-mnist",
                  "fractions": [0.5]},
         "arms": [{"name": "sagan"},
