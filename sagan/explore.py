@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from sagan.errors import CheckpointError, ConfigError, DataError, SaganError
-from sagan.viz import attention_blocks, to_rgb_array
+from sagan.viz import attention_blocks, block_inputs, to_rgb_array
 
 COLOUR_MAPS = ("inferno", "viridis", "magma", "gray")
 
@@ -61,15 +61,8 @@ class ImageSet:
 def attention_rows(net: nn.Module, forward: Callable[[], torch.Tensor],
                    prefix: str) -> tuple[torch.Tensor, list[Layer]]:
     """Run `forward()` (a call through `net`); its output and every attention row of each layer of `net`."""
-    inputs: dict[str, torch.Tensor] = {}
     blocks = attention_blocks(net)
-    hooks = [block.register_forward_hook(lambda m, args, out, key=key: inputs.__setitem__(key, args[0].detach()))
-             for key, block in blocks.items()]
-    try:
-        output = forward()
-    finally:
-        for h in hooks:
-            h.remove()
+    output, inputs = block_inputs(net, forward)
     layers = []
     for key, block in blocks.items():
         if key in inputs:

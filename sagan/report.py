@@ -319,6 +319,35 @@ def _last_per_step(records) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def html_page(title: str, source: str, sections: Sequence[tuple[str, str, str]]) -> str:
+    """A self-contained page: a title, a line saying when and by what it was written (`source`: from what),
+    a navigation bar, and (key, heading, html) sections; images only as data URIs, no scripts, no network."""
+    import sagan
+
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    nav = "".join(f'<a href="#{key}">{_e(heading)}</a>' for key, heading, _ in sections)
+    body = "".join(f'<section id="{key}"><h2>{_e(heading)}</h2>{content}</section>'
+                   for key, heading, content in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<h1>{_e(title)}</h1>
+<p class="muted small">Written {_e(now)} by sagan {_e(sagan.__version__)}{_e(source)}; self-contained (no network
+needed).</p>
+<nav>{nav}</nav>
+{body}
+</body>
+</html>
+"""
+
+
 def build_report(run: str | Path, out: str | Path | None = None, attention: bool = True, max_grids: int = 8,
                  seed: int = 0, grid: int = 3) -> Path:
     """Write RUN/report.html (or `out`): one self-contained page; returns its path.
@@ -327,7 +356,6 @@ def build_report(run: str | Path, out: str | Path | None = None, attention: bool
     many sample grids from over training to show; seed and grid: the generated images and query points of
     the attention figure.
     """
-    import sagan
 
     run = Path(run)
     if not run.is_dir():
@@ -351,26 +379,7 @@ def build_report(run: str | Path, out: str | Path | None = None, attention: bool
         ("evaluation", "Evaluation scores", _evaluation_section(run, evals, config)),
         ("config", "Configuration", config_html),
     ]
-    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
-    body = "".join(f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>' for key, title, content in sections)
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>sagan report: {_e(run.resolve().name)}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<h1>sagan report: {_e(run.resolve().name)}</h1>
-<p class="muted small">Written {_e(now)} by sagan {_e(sagan.__version__)}; self-contained (no network needed).</p>
-<nav>{nav}</nav>
-{body}
-</body>
-</html>
-"""
+    page = html_page(f"sagan report: {run.resolve().name}", "", sections)
     out = Path(out) if out else run / "report.html"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -437,7 +437,8 @@ def _evaluate_during_training(cfg, g_ema, step, stats, rt, best, save_best):
     from sagan.metrics import evaluate_generator  # imported late: feature extractors are heavy
 
     scores = evaluate_generator(g_ema, against=cfg.data, num=cfg.eval_num, seed=cfg.seed, data_root=cfg.data_root,
-                                step=step, ema=True)
+                                step=step, ema=True, labels=cfg.labels, label_column=cfg.label_column,
+                                allow_unlabelled=cfg.allow_unlabelled)
     flat = {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     stats.log(step, flat, kind="eval")
     names = {cfg.eval_metric, "fid" if cfg.eval_metric == "fd" else cfg.eval_metric}  # Inception's FD is "fid"

@@ -95,6 +95,20 @@ def attention_blocks(net: nn.Module) -> dict[str, SelfAttention]:
 
 
 @torch.no_grad()
+def block_inputs(net: nn.Module, forward: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run `forward()` (a call through `net`); its output and the input each attention block of `net` saw,
+    keyed as `attention_blocks` keys them."""
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [block.register_forward_hook(lambda m, args, out, key=key: inputs.__setitem__(key, args[0].detach()))
+             for key, block in attention_blocks(net).items()]
+    try:
+        output = forward()
+    finally:
+        for h in hooks:
+            h.remove()
+    return output, inputs
+
+
 def capture_attention(net: nn.Module, forward: Callable[[], torch.Tensor], points: Sequence[tuple[int, int]] = (),
                       image_size: int | None = None, prefix: str = "") -> tuple[torch.Tensor, list[LayerMaps]]:
     """Run `forward()` (a call through `net`); return its output and the attention maps of each layer of `net`.
@@ -105,14 +119,7 @@ def capture_attention(net: nn.Module, forward: Callable[[], torch.Tensor], point
     to the block inputs seen during the forward pass.
     """
     blocks = attention_blocks(net)
-    inputs: dict[str, torch.Tensor] = {}
-    hooks = [block.register_forward_hook(lambda m, args, out, key=key: inputs.__setitem__(key, args[0].detach()))
-             for key, block in blocks.items()]
-    try:
-        output = forward()
-    finally:
-        for h in hooks:
-            h.remove()
+    output, inputs = block_inputs(net, forward)
     size = output.shape[-1] if image_size is None else image_size
     points = list(points) or grid_points(size, 3)
     layers = []

@@ -36,22 +36,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from sagan.checkpoint import list_checkpoints, load_checkpoint
-
-# The CLI with atomic_write slowed between writing the temporary file and renaming it over the checkpoint.
-SLOW_WRITER = """
-import sys, time
-import sagan.checkpoint as c
-original = c.atomic_write
-def slow(path, write):
-    def slow_write(f):
-        write(f)
-        f.flush()
-        time.sleep(0.3)
-    return original(path, slow_write)
-c.atomic_write = slow
-from sagan.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+from tests.test_robustness import SLOW_WRITER  # the CLI with checkpoint writes slowed, to kill mid-write
 
 
 def make_folder(root: Path) -> Path:

@@ -507,8 +507,12 @@ def evaluate_generator(
     step: int | None = None,
     ema: bool | None = None,
     checkpoint: str | None = None,
+    labels: str | None = None,
+    label_column: str | None = None,
+    allow_unlabelled: bool = False,
 ) -> dict:
     """Sample `num` images of an in-memory generator (seeded) and `evaluate` them; what a trainer calls.
+    `labels`, `label_column`, `allow_unlabelled`: a labels CSV for a reference folder, as `evaluate` takes them.
 
     Features are computed on the generator's device; the reference features are cached on disk and the
     extractor is kept in memory, so repeated calls pay for sampling, generated features and the metrics only.
@@ -526,7 +530,7 @@ def evaluate_generator(
     prov = {"target": "generator in memory", "target_kind": "generator", "checkpoint": checkpoint, "step": step,
             "ema": ema, "generation_seconds": round(time.perf_counter() - t0, 3)}
     return evaluate(images, against, metrics, features, seed=seed, root=data_root, ref_num=ref_num, device=device,
-                    provenance=prov)
+                    provenance=prov, labels=labels, label_column=label_column, allow_unlabelled=allow_unlabelled)
 
 
 def scores_only(result: dict) -> dict[str, float]:

@@ -3,12 +3,11 @@ per arm side by side (same z), and G's attention maps for the arms that have att
 
 from __future__ import annotations
 
-import datetime
 import html
 from pathlib import Path
 
 from sagan.errors import SaganError
-from sagan.report import CSS, _img
+from sagan.report import _img, html_page
 from sagan.study.table import arm_rows, notes, score_keys, versus_rows
 
 
@@ -89,10 +88,7 @@ def _attention(out: Path, study: dict) -> str:
 
 def write_page(study: dict, out: Path, path: Path) -> Path:
     """Write study.html for a study.json mapping whose runs are under `out`."""
-    import sagan
-
     name = study["spec"]["name"]
-    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     sections = [
         ("tables", "Results", "".join(f"<p class='small'>{_e(n)}</p>" for n in notes(study))
          + _table(*arm_rows(study)) + "<h3>Against the baseline</h3>" + _table(*versus_rows(study))),
@@ -100,26 +96,7 @@ def write_page(study: dict, out: Path, path: Path) -> Path:
         ("samples", "Samples per arm", _samples(out, study)),
         ("attention", "Attention maps of G", _attention(out, study)),
     ]
-    nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
-    body = "".join(f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>' for key, title, content in sections)
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>sagan study: {_e(name)}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<h1>sagan study: {_e(name)}</h1>
-<p class="muted small">Written {_e(now)} by sagan {_e(sagan.__version__)} from {_e(out / "study.json")};
-self-contained (no network needed).</p>
-<nav>{nav}</nav>
-{body}
-</body>
-</html>
-"""
+    page = html_page(f"sagan study: {name}", f" from {out / 'study.json'}", sections)
     try:
         path.write_text(page, encoding="utf-8")
     except OSError as exc:

@@ -85,9 +85,13 @@ def _evaluate(spec: StudySpec, cfg, checkpoint: Path, state: dict) -> dict:
     from sagan.metrics.evaluation import scores_only
 
     g_ema, _ = load_generator(checkpoint, ema=True)
-    result = evaluate_generator(g_ema, against=spec.eval.get("against", cfg.data), num=spec.eval["num"], seed=0,
+    against = spec.eval.get("against", cfg.data)
+    own = {"labels": cfg.labels, "label_column": cfg.label_column, "allow_unlabelled": cfg.allow_unlabelled} \
+        if against == cfg.data else {}  # the run's own data keeps its labels file
+    result = evaluate_generator(g_ema, against=against, num=spec.eval["num"], seed=0,
                                 metrics=spec.eval["metrics"], features=spec.eval.get("features"),
-                                data_root=cfg.data_root, step=state["step"], ema=True, checkpoint=str(checkpoint))
+                                data_root=cfg.data_root, step=state["step"], ema=True, checkpoint=str(checkpoint),
+                                **own)
     return {"scores": scores_only(result), "provenance": result["provenance"]}
 
 
