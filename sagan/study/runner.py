@@ -121,12 +121,11 @@ def run_one(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int = 0) -
             if remaining > 0:
                 train(apply_overrides(base_cfg, {"max_minutes": max(remaining, 1e-3) / 60}))
         path, state = latest_checkpoint(folder)
-        cfg = base_cfg
         seconds = state.get("train_seconds", 0.0)
-        images = state["step"] * cfg.batch_size * cfg.n_dis
+        images = state["step"] * base_cfg.batch_size * base_cfg.n_dis
         segment = {"fraction": fraction, "step": state["step"], "minutes": round(seconds / 60, 4),
                    "images_per_sec": round(images / max(seconds, 1e-9), 2), "cpu": cpu_name(),
-                   "threads": threads or None, **_evaluate(spec, cfg, path, state)}
+                   "threads": threads or None, **_evaluate(spec, base_cfg, path, state)}
         record["segments"].append(segment)
         write_json(record_path, record)
     record["done"] = True

@@ -48,14 +48,11 @@ def labelled(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
+    """On top of conftest's isolated_cache (memos cleared, one thread): the cache at tmp_path/cache, offline, and
+    the trained classifiers forgotten between tests."""
     monkeypatch.setenv("SAGAN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SAGAN_OFFLINE", "1")
-    evaluation_module._REFERENCE_MEMO.clear()
     classifier_module._MEMO.clear()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _eval(root, out, *extra):
