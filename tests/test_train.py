@@ -326,6 +326,19 @@ def test_sample_command(tiny_folder, tmp_path):
     assert list(out[0]["labels"]) == [0, 1] * 5
     assert (tmp_path / "grid.png").exists()
 
+    # --per-class: class by class, the same latents in every class, one grid row per class
+    code = main(["sample", str(run), "--per-class", "4", "--out", str(tmp_path / "pc.npz"), "--grid",
+                 str(tmp_path / "pc.png"), "--seed", "3"])
+    assert code == 0
+    per_class = np.load(tmp_path / "pc.npz")
+    assert list(per_class["labels"]) == [0] * 4 + [1] * 4
+    class1 = main(["sample", str(run), "--num", "4", "--class", "1", "--out", str(tmp_path / "c1.npz"), "--seed", "3"])
+    assert class1 == 0 and (np.load(tmp_path / "c1.npz")["images"] == per_class["images"][4:]).all()
+    from PIL import Image
+    width, height = Image.open(tmp_path / "pc.png").size
+    assert (width, height) == (1 + 4 * 33, 1 + 2 * 33), "4 columns, one row per class, 1-px padding"
+    assert main(["sample", str(run), "--per-class", "0", "--grid", str(tmp_path / "x.png")]) == 2
+
 
 @pytest.mark.slow
 def test_two_process_distributed_run(tiny_folder, tmp_path):

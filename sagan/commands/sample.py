@@ -19,8 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="run folder, checkpoint (.pt) or exported generator (.safetensors)")
     parser.add_argument("--num", type=int, default=64, help="number of samples")
     parser.add_argument("--out", help="folder of PNGs, or FILE.npz (uint8 NHWC array 'images', and 'labels')")
-    parser.add_argument("--grid", help="also write the first 64 samples as one grid PNG")
+    parser.add_argument("--grid", help="also write the first 64 samples (with --per-class: all) as one grid PNG")
     parser.add_argument("--class", dest="class_index", type=int, help="class to draw (conditional models)")
+    parser.add_argument("--per-class", type=int, metavar="N",
+                        help="N samples of every class, class by class, each class from the same N latents; the "
+                             "grid gets one row per class (conditional models; replaces --num and --class)")
     parser.add_argument("--truncation", type=float, help="redraw latent entries with |z| above this")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator instead of G_ema")
@@ -33,15 +36,25 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--num must be positive, got {args.num}")
     if not args.out and not args.grid:
         raise ConfigError("say where to write: --out DIR|FILE.npz and/or --grid FILE.png")
+    if args.per_class is not None and args.per_class < 1:
+        raise ConfigError(f"--per-class must be positive, got {args.per_class}")
     generator, info = load_generator(args.target, ema=not args.no_ema, map_location=args.device)
+    num_classes = info["model"]["num_classes"]
+    if args.per_class and not num_classes:
+        raise ConfigError(f"--per-class needs a conditional model; {info['path']} is unconditional")
+    classes = range(num_classes) if args.per_class else [args.class_index]
+    per_call = args.per_class or args.num
     try:
-        images = generate(generator, args.num, seed=args.seed, batch_size=args.batch_size,
-                          class_index=args.class_index, truncation=args.truncation)
+        images = torch.cat([generate(generator, per_call, seed=args.seed, batch_size=args.batch_size,
+                                     class_index=k, truncation=args.truncation) for k in classes])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    num_classes = info["model"]["num_classes"]
-    labels = (torch.full((args.num,), args.class_index) if args.class_index is not None
-              else torch.arange(args.num) % num_classes) if num_classes else None
+    if args.per_class:
+        args.num = len(images)
+        labels = torch.arange(num_classes).repeat_interleave(args.per_class)
+    else:
+        labels = (torch.full((args.num,), args.class_index) if args.class_index is not None
+                  else torch.arange(args.num) % num_classes) if num_classes else None
     try:
         if args.out and args.out.endswith(".npz"):
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -56,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
                 save_image(image.float() / 255, out / f"{i:06d}.png")
         if args.grid:
             Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
-            save_image(images[:64].float() / 255, args.grid, nrow=8, padding=1)
+            grid = images if args.per_class else images[:64]
+            save_image(grid.float() / 255, args.grid, nrow=args.per_class or 8, padding=1)
     except OSError as exc:
         raise SaganError(f"cannot write samples: {exc.strerror}: {exc.filename}") from None
     where = " and ".join(p for p in (args.out, args.grid) if p)
     print(f"wrote {args.num} samples to {where} from {info['path']} (step {info['step']}, "
           f"{'G_ema' if info['ema'] else 'G'}, seed {args.seed}"
           + (f", class {args.class_index}" if args.class_index is not None else "")
+          + (f", {args.per_class} per class for {num_classes} classes" if args.per_class else "")
           + (f", truncation {args.truncation}" if args.truncation else "") + ")", file=sys.stderr)
     return 0
