@@ -72,13 +72,33 @@ def standing_statistics(generator: nn.Module, num: int = 2048, batch_size: int =
 
 
 @torch.no_grad()
+def labels_with_shares(num: int, counts: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """`num` class labels in the proportions of `counts` (images per class), in a seeded random order.
+
+    The numbers per class are exact (largest remainder), not drawn, so the generated shares carry no sampling
+    noise. When every class has the same count this is the balanced 0, 1, ..., K-1, 0, ... of sample_labels.
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    if bool((counts == counts[0]).all()):
+        return torch.arange(num) % len(counts)
+    quota = counts / counts.sum() * num
+    per_class = quota.floor().long()
+    short = num - int(per_class.sum())
+    per_class[torch.argsort(quota - per_class, descending=True, stable=True)[:short]] += 1
+    labels = torch.arange(len(counts)).repeat_interleave(per_class)
+    return labels[torch.randperm(num, generator=torch.Generator().manual_seed(seed + 777))]
+
+
 def generate(generator: nn.Module, num: int, seed: int = 0, batch_size: int = 256, class_index: int | None = None,
-             truncation: float | None = None) -> torch.Tensor:
-    """`num` samples as uint8 (N, C, H, W) on the CPU; the same seed gives the same images."""
+             truncation: float | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """`num` samples as uint8 (N, C, H, W) on the CPU; the same seed gives the same images.
+
+    A conditional generator draws balanced classes, or all `class_index`, or the given `labels` (num,).
+    """
     rng = torch.Generator().manual_seed(seed)
     device = next(generator.parameters()).device
     z = sample_latents(num, generator.z_dim, rng, truncation)
-    y = sample_labels(num, generator.num_classes, class_index)
+    y = sample_labels(num, generator.num_classes, class_index) if labels is None else labels.long()
     out = []
     for i in range(0, num, batch_size):
         yb = y[i:i + batch_size].to(device) if y is not None else None

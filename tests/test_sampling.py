@@ -58,3 +58,16 @@ def test_standing_statistics_make_eval_mode_match_batch_statistics():
     again.load_state_dict(g.state_dict())
     standing_statistics(again, num=2048, batch_size=256, seed=0)
     assert torch.equal(generate(again, 8, seed=3), generate(g, 8, seed=3))
+
+
+def test_labels_with_shares_are_exact_seeded_and_balanced_when_the_counts_are_even():
+    from sagan.sampling import labels_with_shares
+
+    labels = labels_with_shares(1000, torch.tensor([600, 300, 90, 10]), seed=3)
+    assert torch.bincount(labels, minlength=4).tolist() == [600, 300, 90, 10]
+    assert torch.equal(labels, labels_with_shares(1000, torch.tensor([600, 300, 90, 10]), seed=3))
+    assert not torch.equal(labels, labels_with_shares(1000, torch.tensor([600, 300, 90, 10]), seed=4))
+    assert not torch.equal(labels[:600], torch.zeros(600, dtype=torch.long)), "shuffled, not class by class"
+    odd = labels_with_shares(7, torch.tensor([5, 3, 1]))  # quotas 3.89, 2.33, 0.78: largest remainders
+    assert torch.bincount(odd, minlength=3).tolist() == [4, 2, 1]
+    assert labels_with_shares(6, torch.tensor([5, 5, 5])).tolist() == [0, 1, 2, 0, 1, 2]

@@ -108,6 +108,8 @@ def format_table(result: dict) -> str:
     cache = "cached" if prov.get("reference_cache_hit") else "extracted now"
     lines.append(f"  generated: {prov['generated_count']} from {src}{step}{ema} (seed {prov['seed']}); "
                  f"brought to reference: {prov['resize']['generated_to_reference']}")
+    if prov.get("generated_labels"):
+        lines.append(f"  generated classes: {prov['generated_labels']}")
     lines.append(f"  reference: {prov['reference_source']}, {prov['reference_subset']} ({cache})")
     lines.append(f"  extractor: {prov['extractor']} {prov['feature_layer']}, weights sha256 "
                  f"{prov['extractor_weights_sha256'][:12]}; input: {prov['resize']['extractor']}")
@@ -159,9 +161,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         get_extractor(features or default_extractor(against), weights, args.device)
     images, info = load_samples(args.target, num=args.num, seed=args.seed, ema=not args.no_ema,
-                                device=args.device, batch_size=args.batch_size)
+                                device=args.device, batch_size=args.batch_size, against=against,
+                                reference={"split": args.split, **labels})
     result = evaluate(images, against, metrics, features, split=args.split, ref_num=args.ref_num, seed=args.seed,
-                      weights=weights, cache_dir=args.cache_dir,
+                      weights=weights, cache_dir=args.cache_dir, fake_labels=info.pop("labels", None),
                       use_cache=not args.no_cache, device=args.device, provenance=info, **labels)
     prov = result["provenance"]
     out = Path(args.out) if args.out else _default_out(args.target, kind, against, prov["extractor"])

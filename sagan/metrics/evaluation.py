@@ -360,6 +360,7 @@ def evaluate(
     labels: str | None = None,
     label_column: str | None = None,
     allow_unlabelled: bool = False,
+    fake_labels: torch.Tensor | None = None,
 ) -> dict:
     """Score generated uint8 images (N, C, H, W) against a reference; a flat dict of fixed keys + "provenance".
 
@@ -374,6 +375,8 @@ def evaluate(
     labels, label_column, allow_unlabelled: a labels CSV for a reference folder (sagan.labels); with
         features="classifier" a small CNN is trained on the reference's labels (sagan.metrics.classifier), and
         the record gains the class shares against the real ones and the real-vs-real floor (provenance "floor").
+    fake_labels: the classes the images were generated for (N,); with a classifier of as many classes, the
+        record gains class_match, the share of images the classifier puts in their own class.
     """
     t_start = time.perf_counter()
     if not isinstance(fake, torch.Tensor) or fake.dtype != torch.uint8 or fake.dim() != 4:
@@ -459,6 +462,12 @@ def evaluate(
             scores.update(class_share_scores(fractions, ex.real_shares, sfx))
             how[f"class_tv{sfx}"] = "total variation between generated class shares and the real label shares"
             how[f"class_ratio{sfx}_min"] = "smallest ratio of a class's generated share to its real share"
+        if fake_labels is not None and len(fake_labels) == n_fake and int(fake_labels.max()) < len(class_names):
+            from sagan.metrics.conditional import class_match
+
+            scores[f"class_match{sfx}"] = class_match(fake_logits, fake_labels)
+            how[f"class_match{sfx}"] = (f"share of generated images the {ex.name} classifier puts in the class they "
+                                        "were generated for")
     timings["total"] = time.perf_counter() - t_start
 
     import torch_fidelity
@@ -517,20 +526,24 @@ def evaluate_generator(
     Features are computed on the generator's device; the reference features are cached on disk and the
     extractor is kept in memory, so repeated calls pay for sampling, generated features and the metrics only.
     """
+    from sagan.metrics.conditional import generated_labels
     from sagan.sampling import generate
 
+    options = {"labels": labels, "label_column": label_column, "allow_unlabelled": allow_unlabelled}
+    wanted, how = generated_labels(generator.num_classes, num, seed, against, generator.resolution, root=data_root,
+                                   **options)
     was_training = generator.training
     generator.eval()
     t0 = time.perf_counter()
     try:
-        images = generate(generator, num, seed=seed, batch_size=batch_size)
+        images = generate(generator, num, seed=seed, batch_size=batch_size, labels=wanted)
     finally:
         generator.train(was_training)
     device = next(generator.parameters()).device
     prov = {"target": "generator in memory", "target_kind": "generator", "checkpoint": checkpoint, "step": step,
-            "ema": ema, "generation_seconds": round(time.perf_counter() - t0, 3)}
+            "ema": ema, "generation_seconds": round(time.perf_counter() - t0, 3), "generated_labels": how}
     return evaluate(images, against, metrics, features, seed=seed, root=data_root, ref_num=ref_num, device=device,
-                    provenance=prov, labels=labels, label_column=label_column, allow_unlabelled=allow_unlabelled)
+                    provenance=prov, fake_labels=wanted, **options)
 
 
 def scores_only(result: dict) -> dict[str, float]:
@@ -571,13 +584,17 @@ def target_kind(target: str) -> str:
 
 
 def load_samples(target: str, num: int | None = None, seed: int = 0, ema: bool = True,
-                 device: str | torch.device = "cpu", batch_size: int = 256) -> tuple[torch.Tensor, dict]:
+                 device: str | torch.device = "cpu", batch_size: int = 256, against: str | None = None,
+                 reference: dict | None = None) -> tuple[torch.Tensor, dict]:
     """uint8 images (N, C, H, W) of an evaluation target and the provenance fields that describe them.
 
     A run folder or checkpoint is sampled (`num` images, default 10,000, with `seed`; G_ema when `ema` and
     the checkpoint has it); a folder of images or an .npz is read (its first `num` images, all by default).
     The provenance has "target", "target_kind", "checkpoint", "step", "ema", "model" and "data" (the training
-    data spec, where known).
+    data spec, where known). A conditional model draws its classes in the label shares of `against` (with
+    `reference`: split, root and labels-file options of load_reference) where it has labels for as many classes
+    (sagan.metrics.conditional); the provenance then says so under "generated_labels", and "labels" holds the
+    classes drawn (a tensor, for evaluate's fake_labels; pop it before writing the provenance).
     """
     kind = target_kind(target)
     path = Path(target).expanduser()
@@ -585,15 +602,18 @@ def load_samples(target: str, num: int | None = None, seed: int = 0, ema: bool =
                   "ema": None, "model": None, "data": None}
     if kind in ("run", "checkpoint"):
         from sagan.checkpoint import load_generator
+        from sagan.metrics.conditional import generated_labels
         from sagan.sampling import generate
 
         generator, meta = load_generator(str(path), ema=ema, map_location=device)
         n = 10_000 if num is None else num
+        wanted, how = generated_labels(generator.num_classes, n, seed, against, generator.resolution,
+                                       **(reference or {}))
         t0 = time.perf_counter()
-        images = generate(generator, n, seed=seed, batch_size=batch_size)
+        images = generate(generator, n, seed=seed, batch_size=batch_size, labels=wanted)
         info.update(checkpoint=str(meta.get("path")), step=meta.get("step"), ema=bool(meta.get("ema")),
                     model=(meta.get("model") or {}).get("name"), data=meta.get("data"),
-                    generation_seconds=round(time.perf_counter() - t0, 3))
+                    generation_seconds=round(time.perf_counter() - t0, 3), generated_labels=how, labels=wanted)
         return images.cpu(), info
     images = _read_npz_images(path) if kind == "npz" else _load_image_folder(path)[0]  # labels unused here
     if num is not None:

@@ -25,6 +25,7 @@ class StagedGenerator(nn.Module):
         self.sn, self.norm = sn_wrapper(cfg.g_spectral_norm), norm_layer(cfg.num_classes)
         self.widths = cfg.g_widths()
         self.z_dim, self.num_classes, self.bottom_width = cfg.z_dim, cfg.num_classes, self.widths[0]
+        self.resolution = cfg.resolution
         self.linear = init_layer(nn.Linear(cfg.z_dim, self.widths[0] * 4 * 4), self.sn)
         self.attention, after = attention_layers(cfg.g_resolutions(), self.widths, cfg.g_attention, self.sn)
         self.attend_bottom, self.attend_after = after[0], after[1:]

@@ -170,3 +170,42 @@ def test_python_api_without_the_cache_writes_nothing(labelled, tmp_path):
     assert {"fd_classifier", "is_classifier", "class_tv_classifier"} <= set(out)
     assert out["provenance"]["extractor_weights"].startswith("(not cached")
     assert not (tmp_path / "cache").exists()
+
+
+class _ColourGenerator(torch.nn.Module):
+    """A 'conditional generator' that draws the square of class (y + shift) % 3: shift 0 obeys its labels."""
+
+    def __init__(self, shift: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.z_dim, self.num_classes, self.resolution, self.shift = 4, 3, 16, shift
+        # class indices follow the sorted names, as a labels file's classes do: blue, green, red
+        self.colours = torch.tensor([COLOURS[n] for n in sorted(COLOURS)], dtype=torch.float32) / 127.5 - 1
+
+    def forward(self, z, y):
+        img = torch.ones(len(z), 3, 16, 16)
+        img[:, :, 4:12, 4:12] = self.colours[(y + self.shift) % 3][:, :, None, None]
+        return img + 0 * self.weight
+
+
+def test_a_conditional_model_is_scored_in_the_references_class_shares(labelled, tmp_path):
+    """Against an unbalanced labelled set, a conditional generator draws its classes in the set's label shares
+    (not balanced), and class_match tells a generator that obeys its labels from one that does not."""
+    from sagan.metrics.evaluation import evaluate_generator
+
+    rows = list(csv.reader(open(labelled / "labels.csv")))[1:]
+    keep = [r for r in rows if r[1] == "red"] + [r for r in rows if r[1] != "red"][:12]  # 24 red, 12 others
+    unbalanced = tmp_path / "unbalanced.csv"
+    with open(unbalanced, "w", newline="") as f:
+        csv.writer(f).writerows([("file", "colour"), *keep])
+    options = dict(num=60, metrics="fd", features="classifier", labels=str(unbalanced), label_column="colour",
+                   allow_unlabelled=True)
+    obeys = evaluate_generator(_ColourGenerator(0), str(labelled / "ref"), **options)
+    assert "label shares" in obeys["provenance"]["generated_labels"]
+    real = np.array(obeys["provenance"]["real_class_shares"])
+    assert real[2] == pytest.approx(24 / 36)
+    assert obeys["class_match_classifier"] > 0.9
+    assert obeys["class_tv_classifier"] < 0.1, "the generated classes follow the real shares, not 1/3 each"
+    disobeys = evaluate_generator(_ColourGenerator(1), str(labelled / "ref"), **options)
+    assert disobeys["class_match_classifier"] < 0.1
+    assert disobeys["class_tv_classifier"] > 0.3
