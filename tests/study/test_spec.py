@@ -1,5 +1,7 @@
 """Study specs: every error is one line, exit 2, before any run starts; another spec's folder is refused."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -7,6 +9,7 @@ from sagan.cli import main
 from sagan.errors import ConfigError
 from sagan.study import parse_spec
 from sagan.study.runner import prepare_folder
+from sagan.study.spec import load_spec
 
 GOOD = {
     "name": "t", "base": {"data": "fashion-mnist", "model": "sagan_32_cpu"}, "budget": {"steps": 10},
@@ -79,3 +82,11 @@ def test_a_folder_of_another_spec_is_refused_unless_fresh(tmp_path):
     prepare_folder(other, tmp_path, fresh=True)
     assert not (tmp_path / "runs" / "sagan").exists()
     prepare_folder(other, tmp_path, fresh=False)  # now it is this spec's folder
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_spec_is_valid(path):
+    """The specs in studies/ pass every check a study makes before its first run (each arm's train config and model)."""
+    spec = load_spec(path)
+    assert spec.baseline in [arm.name for arm in spec.arms] and len(spec.seeds) >= 2
