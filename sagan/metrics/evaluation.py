@@ -449,10 +449,11 @@ def evaluate(
         timings[m] = time.perf_counter() - t0
     class_names = list(ex.class_names)
     if class_names:
+        who = _classifier_name(ex.name)
         fractions = maths.class_fractions(fake_logits)
         for i, f in enumerate(fractions):
             scores[f"class_frac{sfx}_{i}"] = float(f)
-            how[f"class_frac{sfx}_{i}"] = f"share of generated images the {ex.name} classifier calls '{class_names[i]}'"
+            how[f"class_frac{sfx}_{i}"] = f"share of generated images the {who} calls '{class_names[i]}'"
         scores[f"class_frac{sfx}_min"] = float(fractions.min())
         even = 1 / len(class_names)
         how[f"class_frac{sfx}_min"] = f"smallest per-class share ({len(class_names)} classes; even = {even:.3f})"
@@ -466,8 +467,7 @@ def evaluate(
             from sagan.metrics.conditional import class_match
 
             scores[f"class_match{sfx}"] = class_match(fake_logits, fake_labels)
-            how[f"class_match{sfx}"] = (f"share of generated images the {ex.name} classifier puts in the class they "
-                                        "were generated for")
+            how[f"class_match{sfx}"] = f"share of generated images the {who} puts in the class they were generated for"
     timings["total"] = time.perf_counter() - t_start
 
     import torch_fidelity
@@ -544,6 +544,11 @@ def evaluate_generator(
             "ema": ema, "generation_seconds": round(time.perf_counter() - t0, 3), "generated_labels": how}
     return evaluate(images, against, metrics, features, seed=seed, root=data_root, ref_num=ref_num, device=device,
                     provenance=prov, fake_labels=wanted, **options)
+
+
+def _classifier_name(extractor: str) -> str:
+    """'the fmnist classifier', 'the classifier': how the score descriptions name a classifier extractor."""
+    return "classifier" if extractor == "classifier" else f"{extractor} classifier"
 
 
 def scores_only(result: dict) -> dict[str, float]:
