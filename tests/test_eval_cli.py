@@ -102,11 +102,15 @@ def test_eval_checkpoint_records_step_and_ema(tmp_path, real_images, monkeypatch
     def load_generator(target, ema=True, map_location="cpu"):
         seen["ema"] = ema
         meta = {"model": {"name": "sagan_32"}, "step": 1234, "path": str(ckpt), "ema": ema, "data": "fashion-mnist"}
-        return torch.nn.Identity(), meta
+        stand_in = torch.nn.Identity()
+        stand_in.num_classes, stand_in.resolution = 0, 32  # what every generator has (StagedGenerator)
+        return stand_in, meta
 
-    def generate(generator, num, seed=0, batch_size=256, class_index=None, truncation=None):
-        seen["num"], seen["seed"] = num, seed
+    def generate(generator, num, seed=0, batch_size=256, class_index=None, truncation=None, labels=None):
+        seen["num"], seen["seed"], seen["labels"] = num, seed, labels
         return torch.from_numpy(real_images[:num])
+
+    import sagan.metrics.conditional  # noqa: F401 - imported with the real sagan.sampling, before it is stubbed
 
     monkeypatch.setitem(sys.modules, "sagan.checkpoint", types.SimpleNamespace(load_generator=load_generator))
     monkeypatch.setitem(sys.modules, "sagan.sampling", types.SimpleNamespace(generate=generate))
@@ -114,7 +118,7 @@ def test_eval_checkpoint_records_step_and_ema(tmp_path, real_images, monkeypatch
     rc = main(["eval", str(ckpt), "--num", "80", "--seed", "5", "--ref-num", "300", "--metrics", "fd",
                "--no-ema", "--out", str(out)])
     assert rc == 0
-    assert seen == {"ema": False, "num": 80, "seed": 5}
+    assert seen == {"ema": False, "num": 80, "seed": 5, "labels": None}  # unconditional: no labels asked for
     prov = _check_record(out, 80)["provenance"]
     assert prov["step"] == 1234 and prov["ema"] is False and prov["checkpoint"] == str(ckpt)
     assert prov["target_kind"] == "checkpoint" and prov["reference_dataset"] == "fashion-mnist"
