@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from sagan.cli import main
-from sagan.metrics import evaluation as evaluate_module
+from sagan.metrics import reference as reference_module
 
 PROVENANCE_KEYS = (
     "metric", "value", "how", "extractor", "extractor_weights_sha256", "reference_dataset", "reference_split",
@@ -20,7 +20,7 @@ PROVENANCE_KEYS = (
 def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("SAGAN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SAGAN_OFFLINE", "1")
-    evaluate_module._REFERENCE_MEMO.clear()
+    reference_module._REFERENCE_MEMO.clear()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

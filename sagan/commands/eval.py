@@ -126,7 +126,8 @@ def format_table(result: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     """Score TARGET against REF, print the table, write the JSON."""
     from sagan.metrics import evaluate, load_samples, parse_metrics, scores_only, to_records
-    from sagan.metrics.evaluation import default_extractor, get_extractor, target_kind
+    from sagan.metrics.evaluation import default_extractor, get_extractor
+    from sagan.metrics.targets import target_kind
 
     metrics = parse_metrics(args.metrics)  # fail on a typo before any slow work
     for name in ("num", "ref_num"):
@@ -153,9 +154,9 @@ def run(args: argparse.Namespace) -> int:
     # Build the extractor before sampling, so missing weights (or labels) fail before generation.
     if features == "classifier":
         from sagan.metrics.classifier import classifier_extractor
-        from sagan.metrics.evaluation import _canonical_dataset, load_reference
+        from sagan.metrics.reference import canonical_dataset, load_reference
 
-        if _canonical_dataset(against) is None:  # a named set is loaded by evaluate(), at the generated size
+        if canonical_dataset(against) is None:  # a named set is loaded by evaluate(), at the generated size
             ref = load_reference(against, 0, args.split, **labels)  # a folder is read at its own size
             classifier_extractor(ref, cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device)
     else:
@@ -181,9 +182,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_paths(against: str, labels: dict) -> None:
     """Every path the command reads exists: checked before any extractor is chosen or built."""
-    from sagan.metrics.evaluation import _canonical_dataset
+    from sagan.metrics.reference import canonical_dataset
 
-    if _canonical_dataset(against) is None and not Path(against).expanduser().exists():
+    if canonical_dataset(against) is None and not Path(against).expanduser().exists():
         raise ConfigError(f"the reference {against} does not exist: give an existing folder or .npz of images, "
                           "or a data set name (fashion-mnist, mnist, cifar10, celeba)")
     if labels["labels"] and not Path(labels["labels"]).expanduser().is_file():

@@ -6,13 +6,14 @@
 - metric maths on feature arrays: Frechet distance, KID, classifier/Inception score, precision/recall,
   density/coverage (sagan.metrics.maths)
 - the on-disk reference statistics cache (sagan.metrics.cache)
+- references and their geometry (sagan.metrics.reference); evaluation targets as images, `load_samples`
+  (sagan.metrics.targets)
 """
 
 from sagan.metrics.evaluation import (
     METRICS,
     evaluate,
     evaluate_generator,
-    load_samples,
     parse_metrics,
     scores_only,
     to_records,
@@ -28,6 +29,7 @@ from sagan.metrics.maths import (
     kernel_distance,
     precision_recall,
 )
+from sagan.metrics.targets import load_samples
 
 __all__ = [
     "EXTRACTORS", "METRICS", "class_fractions", "classifier_score", "create_extractor", "density_coverage",

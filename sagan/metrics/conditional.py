@@ -25,7 +25,7 @@ def generated_labels(num_classes: int, num: int, seed: int, against: str | None,
         return None, None
     counts = None
     if against is not None:
-        from sagan.metrics.evaluation import load_reference
+        from sagan.metrics.reference import load_reference
 
         ref = load_reference(against, size, split, root=root, labels=labels, label_column=label_column,
                              allow_unlabelled=allow_unlabelled)

@@ -7,25 +7,24 @@ which weights. Generated images are brought back to the reference's native geome
 `sagan.data.undo_fit` before any extractor sees them, so a 32x32 generator trained on padded 28x28 data is
 scored on exactly the pixels it was asked to model.
 
-`load_samples()` turns an evaluation target (run folder, checkpoint, image folder, .npz) into uint8 images.
+References come from sagan.metrics.reference; `sagan.metrics.targets.load_samples()` turns an evaluation target
+(run folder, checkpoint, image folder, .npz) into uint8 images.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from sagan.errors import ConfigError, DataError, SaganError, did_you_mean
+from sagan.errors import ConfigError, SaganError, did_you_mean
 from sagan.metrics import cache as stats_cache
 from sagan.metrics import maths
 from sagan.metrics.extractors import DEFAULT_FOR_DATASET, FeatureExtractor, create_extractor
+from sagan.metrics.reference import Reference, canonical_dataset, load_reference, match_geometry
 
 METRICS = ("fd", "kid", "is", "pr", "dc")
 _METRIC_ALIASES = {
@@ -35,7 +34,6 @@ _METRIC_ALIASES = {
 PR_K, DC_K = 3, 5  # Kynkaanniemi et al. 2019 and Naeem et al. 2020
 KID_SUBSETS, KID_SUBSET_SIZE, IS_SPLITS = 100, 1000, 10
 REFERENCE_SUBSET_SEED = 0  # a fixed subset of a large reference split, whatever the generation seed
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 
 
 def parse_metrics(spec: str | Sequence[str]) -> tuple[str, ...]:
@@ -81,211 +79,6 @@ def metric_keys(metrics: Sequence[str], suffix: str, num_classes: int = 0) -> li
 
 
 # ----------------------------------------------------------------------------------------------------------
-# References
-
-
-@dataclass
-class Reference:
-    """Real images at the geometry they are scored at, and how they were obtained."""
-
-    images: torch.Tensor  # uint8 (N, C, H, W) at the evaluation size
-    dataset: str  # canonical data set name, or the resolved path of a folder / .npz
-    split: str
-    source: str  # human-readable origin, from sagan.data where it came from there
-    identity: dict = field(default_factory=dict)  # what the cache key needs beyond the above
-    geometry: object | None = None  # the sagan.data.ImageData whose fit generated images are undone with
-    labels: torch.Tensor | None = None  # int64 (N,) class of each image, where the reference has classes
-    class_names: tuple[str, ...] = ()
-
-
-def _canonical_dataset(spec: str) -> str | None:
-    """The data set a reference names ("fmnist" -> "fashion-mnist"), or None for a path (as sagan.data decides:
-    a name wins over a same-named folder unless the spec looks like a path)."""
-    from sagan.data import DATASETS
-
-    if os.sep in spec or (os.altsep and os.altsep in spec) or spec.startswith((".", "~")):
-        return None
-    squash = spec.strip().lower().replace("-", "").replace("_", "")
-    for name in DATASETS:
-        if squash == name.replace("-", ""):
-            return name
-    return {"fmnist": "fashion-mnist"}.get(squash)
-
-
-def _read_npz_images(path: Path) -> torch.Tensor:
-    """uint8 (N, C, H, W) from an .npz of samples: key images/samples/x/arr_0, NCHW or NHWC or NHW; floats in
-    [-1, 1] or [0, 1] are converted."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            key = next((k for k in ("images", "samples", "x", "arr_0") if k in z.files), None)
-            if key is None:
-                raise DataError(f"{path} holds {', '.join(z.files) or 'no arrays'}; "
-                                "save samples under the key 'images' (uint8, N x C x H x W)")
-            a = z[key]
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read {path} as an .npz of images ({e})") from e
-    if a.ndim == 3:
-        a = a[:, None]
-    if a.ndim != 4:
-        raise DataError(f"{path}: '{key}' has shape {a.shape}; expected images N x C x H x W or N x H x W x C")
-    if a.shape[1] not in (1, 3) and a.shape[-1] in (1, 3):
-        a = a.transpose(0, 3, 1, 2)
-    if a.shape[1] not in (1, 3):
-        raise DataError(f"{path}: images of shape {a.shape} have neither 1 nor 3 channels")
-    if a.dtype != np.uint8:
-        if not np.issubdtype(a.dtype, np.floating):
-            raise DataError(f"{path}: images must be uint8 or float, got {a.dtype}")
-        lo = float(a.min()) if a.size else 0.0
-        x = (a + 1.0) * 127.5 if lo < -1e-6 else a * 255.0  # [-1, 1] (model range) or [0, 1]
-        a = np.clip(np.round(x), 0, 255).astype(np.uint8)
-    return torch.from_numpy(np.ascontiguousarray(a))
-
-
-def _peek_folder(path: Path) -> tuple[int, int]:
-    """(size, channels) of the first image in a folder, for loading the rest without resampling."""
-    from PIL import Image
-
-    from sagan.data import IMAGE_EXTENSIONS
-
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-                try:
-                    with Image.open(os.path.join(dirpath, name)) as im:
-                        return min(im.size), 1 if im.mode in ("L", "LA", "I", "I;16", "1", "F") else 3
-                except OSError:
-                    continue
-    raise DataError(f"no readable images found under {path}")
-
-
-def _folder_identity(path: Path) -> str:
-    """A cheap fingerprint of a folder's contents: names, sizes and modification times of its files."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        for name in sorted(filenames):
-            st = os.stat(os.path.join(dirpath, name))
-            h.update(f"{os.path.relpath(os.path.join(dirpath, name), path)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:20]
-
-
-def _load_image_folder(path: Path, **labels) -> tuple[torch.Tensor, str, object]:
-    """(uint8 images at the folder's own size, description, the ImageData); `labels` as `load_data` takes them."""
-    from sagan.data import load_data
-
-    size, channels = _peek_folder(path)
-    data = load_data(str(path), size, channels=channels, split="all", **labels)
-    images = data.get(torch.arange(len(data)))[0] if data.streamed else data.images
-    return images, data.source, data
-
-
-_REFERENCE_MEMO: dict[tuple, Reference] = {}
-
-
-def load_reference(against: str, size: int, split: str | None = None, root: str | None = None,
-                   download: bool = True, labels: str | None = None, label_column: str | None = None,
-                   allow_unlabelled: bool = False) -> Reference:
-    """Real images to compare generated `size` x `size` images with.
-
-    `against` is a data set name (scored at its native size, e.g. 28 for fashion-mnist, with `undo_fit`
-    bringing generated images there), a folder of images or an .npz of images. A folder's classes come from
-    its sub-folders, or from a `labels` CSV (with `label_column`, `allow_unlabelled`: see sagan.labels).
-    """
-    memo_key = (against, size, split, root, labels, label_column, allow_unlabelled)
-    if memo_key in _REFERENCE_MEMO:
-        return _REFERENCE_MEMO[memo_key]
-    path = Path(against).expanduser()
-    name = _canonical_dataset(against)
-    if name is not None:
-        from sagan.data import load_data
-
-        if labels:
-            raise DataError(f"{name} has labels of its own; a labels file applies to a folder of images")
-        split = split or "test"
-        geometry = load_data(name, size, split=split, root=root, download=download)
-        native = geometry.native_size or size
-        data = geometry if native == size else load_data(name, native, split=split, root=root, download=download)
-        images = data.images if data.images is not None else data.get(torch.arange(len(data)))[0]
-        ref = Reference(images, name, split, data.source, {"size": native}, geometry, data.labels,
-                        tuple(data.class_names))
-    elif path.is_dir():
-        if split not in (None, "all", "train"):
-            raise DataError(f"{path} is a folder of images with no '{split}' split; leave --split out")
-        options = {"labels": labels, "label_column": label_column, "allow_unlabelled": allow_unlabelled}
-        images, source, data = _load_image_folder(path, **options)
-        identity = {"content": _folder_identity(path)}
-        if labels:
-            from sagan.metrics.extractors import file_sha256
-
-            identity.update(labels=file_sha256(Path(labels).expanduser())[:20], label_column=label_column,
-                            allow_unlabelled=allow_unlabelled)
-        ref = Reference(images, str(path.resolve()), "all", source, identity, None, data.labels,
-                        tuple(data.class_names))
-    elif path.is_file():
-        if path.suffix.lower() != ".npz":
-            raise DataError(f"{path} is neither a folder of images nor an .npz of images")
-        if labels:
-            raise DataError(f"{path} is an .npz; a labels file applies to a folder of images")
-        if split not in (None, "all", "train"):
-            raise DataError(f"{path} is an .npz of images with no '{split}' split; leave --split out")
-        from sagan.metrics.extractors import file_sha256
-
-        images = _read_npz_images(path)
-        ref = Reference(images, str(path.resolve()), "all", f"npz {path} ({len(images)} images)",
-                        {"content": file_sha256(path)[:20]})
-    else:
-        from sagan.data import DATASETS
-
-        raise DataError(f"unknown reference '{against}'{did_you_mean(against.lower(), DATASETS)}: "
-                        f"neither a data set ({', '.join(DATASETS)}) nor an existing folder or .npz")
-    if len(_REFERENCE_MEMO) > 4:
-        _REFERENCE_MEMO.clear()
-    _REFERENCE_MEMO[memo_key] = ref
-    return ref
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Bringing generated images to the reference's geometry
-
-
-def _luminance(rgb: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> (N, 1, H, W) with PIL's ITU-R 601 integer formula (as sagan.data uses)."""
-    x = rgb.to(torch.int32)
-    y = (x[:, 0] * 19595 + x[:, 1] * 38470 + x[:, 2] * 7471 + 0x8000) >> 16
-    return y.clamp_(0, 255).to(torch.uint8).unsqueeze(1)
-
-
-def _match_channels(images: torch.Tensor, channels: int) -> tuple[torch.Tensor, str | None]:
-    if images.shape[1] == channels:
-        return images, None
-    if channels == 1:
-        same = bool((images[:, :1] == images[:, 1:]).all())
-        return (images[:, :1].contiguous(), "RGB with equal channels -> grey") if same else (
-            _luminance(images), "RGB -> grey (ITU-R 601 luma)")
-    return images.expand(-1, 3, -1, -1).contiguous(), "grey -> RGB (repeated)"
-
-
-def match_geometry(fake: torch.Tensor, ref: Reference) -> tuple[torch.Tensor, str]:
-    """Generated images at the reference's size and channels, and what was done to them in words."""
-    steps = []
-    h = fake.shape[-1]
-    if ref.geometry is not None and h != ref.images.shape[-1]:
-        from sagan.data import undo_fit
-
-        fake = undo_fit(fake, ref.geometry)
-        how = {"pad": "centre crop (undoing the padding)", "resize": "bicubic antialiased resize"}.get(
-            ref.geometry.fit, ref.geometry.fit)
-        steps.append(f"undo_fit {h}x{h} -> {fake.shape[-1]}x{fake.shape[-1]}: {how}")
-    fake, note = _match_channels(fake, ref.images.shape[1])
-    if note:
-        steps.append(note)
-    return fake, "; ".join(steps) or "none"
-
-
-# ----------------------------------------------------------------------------------------------------------
 # evaluate
 
 
@@ -294,7 +87,7 @@ _EXTRACTOR_MEMO: dict[tuple, FeatureExtractor] = {}
 
 def default_extractor(against: str) -> str:
     """The extractor used for a reference when none is named: the data set's own, else "inception"."""
-    return DEFAULT_FOR_DATASET.get(_canonical_dataset(against) or "", "inception")
+    return DEFAULT_FOR_DATASET.get(canonical_dataset(against) or "", "inception")
 
 
 def get_extractor(name: str, weights: str | None = None, device: str | torch.device = "cpu") -> FeatureExtractor:
@@ -561,68 +354,3 @@ def to_records(result: dict) -> list[dict]:
     prov = {k: v for k, v in result["provenance"].items() if k != "metrics"}
     how = result["provenance"].get("metrics", {})
     return [{"metric": k, "value": v, "how": how.get(k, ""), **prov} for k, v in scores_only(result).items()]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Targets: what `sagan eval TARGET` can score
-
-
-def _looks_like_run(path: Path) -> bool:
-    if (path / "checkpoints").is_dir() or any((path / n).is_file() for n in ("config.yaml", "config.json")):
-        return True
-    return any(p.suffix.lower() in CHECKPOINT_SUFFIXES for p in path.iterdir() if p.is_file())
-
-
-def target_kind(target: str) -> str:
-    """'npz', 'images', 'checkpoint' or 'run' for an evaluation target; DataError when it does not exist."""
-    path = Path(target).expanduser()
-    if path.is_dir():
-        return "run" if _looks_like_run(path) else "images"
-    if path.is_file():
-        if path.suffix.lower() == ".npz":
-            return "npz"
-        if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-            return "checkpoint"
-        raise DataError(f"{path}: cannot evaluate a '{path.suffix}' file; give a run folder, a checkpoint "
-                        f"({', '.join(CHECKPOINT_SUFFIXES)}), a folder of images or an .npz of samples")
-    raise DataError(f"no such file or folder: {path.absolute()}")
-
-
-def load_samples(target: str, num: int | None = None, seed: int = 0, ema: bool = True,
-                 device: str | torch.device = "cpu", batch_size: int = 256, against: str | None = None,
-                 reference: dict | None = None) -> tuple[torch.Tensor, dict]:
-    """uint8 images (N, C, H, W) of an evaluation target and the provenance fields that describe them.
-
-    A run folder or checkpoint is sampled (`num` images, default 10,000, with `seed`; G_ema when `ema` and
-    the checkpoint has it); a folder of images or an .npz is read (its first `num` images, all by default).
-    The provenance has "target", "target_kind", "checkpoint", "step", "ema", "model" and "data" (the training
-    data spec, where known). A conditional model draws its classes in the label shares of `against` (with
-    `reference`: split, root and labels-file options of load_reference) where it has labels for as many classes
-    (sagan.metrics.conditional); the provenance then says so under "generated_labels", and "labels" holds the
-    classes drawn (a tensor, for evaluate's fake_labels; pop it before writing the provenance).
-    """
-    kind = target_kind(target)
-    path = Path(target).expanduser()
-    info: dict = {"target": str(path.resolve()), "target_kind": kind, "checkpoint": None, "step": None,
-                  "ema": None, "model": None, "data": None}
-    if kind in ("run", "checkpoint"):
-        from sagan.checkpoint import load_generator
-        from sagan.metrics.conditional import generated_labels
-        from sagan.sampling import generate
-
-        generator, meta = load_generator(str(path), ema=ema, map_location=device)
-        n = 10_000 if num is None else num
-        wanted, how = generated_labels(generator.num_classes, n, seed, against, generator.resolution,
-                                       **(reference or {}))
-        t0 = time.perf_counter()
-        images = generate(generator, n, seed=seed, batch_size=batch_size, labels=wanted)
-        info.update(checkpoint=str(meta.get("path")), step=meta.get("step"), ema=bool(meta.get("ema")),
-                    model=(meta.get("model") or {}).get("name"), data=meta.get("data"),
-                    generation_seconds=round(time.perf_counter() - t0, 3), generated_labels=how, labels=wanted)
-        return images.cpu(), info
-    images = _read_npz_images(path) if kind == "npz" else _load_image_folder(path)[0]  # labels unused here
-    if num is not None:
-        if num > len(images):
-            raise DataError(f"{path} holds {len(images)} images, fewer than --num {num}; lower --num")
-        images = images[:num]
-    return images, info

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from sagan.metrics import evaluation as evaluate_module
+from sagan.metrics import reference as reference_module
 
 
 @pytest.fixture(autouse=True)
@@ -9,13 +10,13 @@ def isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own stats cache, forgets in-process memos, and uses one torch thread (small
     tensors on a shared machine: more threads only wait for each other)."""
     monkeypatch.setenv("SAGAN_CACHE", str(tmp_path / "sagan-cache"))
-    evaluate_module._REFERENCE_MEMO.clear()
+    reference_module._REFERENCE_MEMO.clear()
     evaluate_module._EXTRACTOR_MEMO.clear()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-    evaluate_module._REFERENCE_MEMO.clear()
+    reference_module._REFERENCE_MEMO.clear()
     evaluate_module._EXTRACTOR_MEMO.clear()
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from sagan.metrics import cache, evaluation
+from sagan.metrics import cache, evaluation, reference
 from sagan.metrics.extractors import WEIGHTS_DIR, FmnistExtractor
 
 
@@ -56,7 +56,7 @@ def test_second_call_uses_the_cache_and_a_new_extractor_misses_it(fmnist_test, t
     first = evaluation.evaluate(fake, str(ref), "fd", features="fmnist")
     assert first["provenance"]["reference_cache_hit"] is False
     assert sorted(calls) == [100, 300]
-    evaluation._REFERENCE_MEMO.clear()  # as a new process would be
+    reference._REFERENCE_MEMO.clear()  # as a new process would be
     calls.clear()
     second = evaluation.evaluate(fake, str(ref), "fd", features="fmnist")
     assert second["provenance"]["reference_cache_hit"] is True
@@ -76,7 +76,7 @@ def test_second_call_uses_the_cache_and_a_new_extractor_misses_it(fmnist_test, t
 
     # A changed reference file misses too.
     np.savez(ref, images=images[:301].numpy())
-    evaluation._REFERENCE_MEMO.clear()
+    reference._REFERENCE_MEMO.clear()
     assert evaluation.evaluate(fake, str(ref), "fd", features="fmnist")["provenance"]["reference_cache_hit"] is False
 
 

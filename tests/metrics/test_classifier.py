@@ -10,7 +10,7 @@ from PIL import Image
 
 from sagan.cli import main
 from sagan.metrics import classifier as classifier_module
-from sagan.metrics import evaluation as evaluation_module
+from sagan.metrics import reference as reference_module
 from sagan.metrics.classifier import ClassifierSettings, classifier_key, train_classifier
 from sagan.metrics.floor import real_floor
 
@@ -91,7 +91,7 @@ def test_scorer_end_to_end_then_from_the_cache(labelled, tmp_path, capsys, monke
     assert "fd_classifier" in table and "floor" in table and "held-out accuracy" in table and "red" in table
 
     # The second call trains nothing and gives the same numbers.
-    evaluation_module._REFERENCE_MEMO.clear()
+    reference_module._REFERENCE_MEMO.clear()
     classifier_module._MEMO.clear()
 
     def no_training(*a, **k):
@@ -162,7 +162,7 @@ def test_bad_inputs_exit_2_with_one_line(labelled, tmp_path, capsys):
 
 def test_python_api_without_the_cache_writes_nothing(labelled, tmp_path):
     from sagan.metrics import evaluate
-    from sagan.metrics.evaluation import load_samples
+    from sagan.metrics.targets import load_samples
 
     images, _ = load_samples(str(labelled / "gen"))
     out = evaluate(images, str(labelled / "ref"), "fd,is", "classifier", labels=str(labelled / "labels.csv"),
