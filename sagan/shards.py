@@ -115,7 +115,7 @@ class _WorkerBatches(torch.utils.data.IterableDataset):
         self.data, self.shards, self.batch_size, self.skip = data, shards, batch_size, skip
 
     def __iter__(self):
-        from sagan.data import _to_array
+        from sagan.image_files import to_array
 
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
@@ -128,7 +128,7 @@ class _WorkerBatches(torch.utils.data.IterableDataset):
                     to_skip -= 1
                     continue
                 with Image.open(io.BytesIO(_image_bytes(sample))) as image:
-                    pixels = _to_array(image, self.data.resolution, self.data.channels)  # (H, W, C) uint8
+                    pixels = to_array(image, self.data.resolution, self.data.channels)  # (H, W, C) uint8
                 images.append(torch.from_numpy(pixels.copy()))
                 labels.append(int(sample["cls"]) if "cls" in sample else -1)
                 if len(images) == self.batch_size:

@@ -201,12 +201,13 @@ def load_image(path: str | Path, resolution: int, channels: int) -> torch.Tensor
     """An image file as the model sees data: (1, C, R, R) in [-1, 1], centre-cropped, transparency on white."""
     from PIL import Image, UnidentifiedImageError
 
-    from sagan.data import _to_array, to_model_range
+    from sagan.data import to_model_range
     from sagan.errors import DataError
+    from sagan.image_files import to_array
 
     try:
         with Image.open(path) as image:
-            array = _to_array(image, resolution, channels)  # (R, R, C) uint8
+            array = to_array(image, resolution, channels)  # (R, R, C) uint8
     except FileNotFoundError:
         raise DataError(f"no such image: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-import sagan.data as data_module
+import sagan.image_files as image_files
 from sagan.data import InfiniteBatches, load_data
 
 
@@ -18,8 +18,8 @@ def _folder(root, n=40):
 
 def test_each_rank_resumes_its_own_streamed_shard_exactly(tmp_path, monkeypatch):
     # decode in the forked worker pool even for this small folder and small batches
-    monkeypatch.setattr(data_module, "_PARALLEL_MIN_FILES", 1)
-    monkeypatch.setattr(data_module, "_STREAM_PARALLEL_MIN_BATCH", 1)
+    monkeypatch.setattr(image_files, "_PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(image_files, "_STREAM_PARALLEL_MIN_BATCH", 1)
     folder = _folder(tmp_path / "images")
     memory = load_data(str(folder), 8)
     seen = []
