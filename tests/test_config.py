@@ -56,3 +56,18 @@ def test_bad_config_files(tmp_path, text, needle):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         _parse("--config", str(tmp_path / "nope.yaml"))
+
+
+def test_another_data_flag_drops_the_config_files_labels(tmp_path):
+    """A config's labels file describes the config's data: `--config emoji64.yaml --data mine` must not apply the
+    emoji labels to `mine` (every image would lack a row); `--labels` and `--label-column` then come from the flags."""
+    f = tmp_path / "c.yaml"
+    f.write_text("data: ../shared/data/emoji64\nlabels: ../shared/data/emoji64/labels.csv\nlabel_column: category\n")
+    own = _parse("--config", str(f))
+    assert (own.labels, own.label_column) == ("../shared/data/emoji64/labels.csv", "category")
+    other = _parse("--config", str(f), "--data", "my_images")
+    assert (other.data, other.labels, other.label_column) == ("my_images", None, None)
+    labelled = _parse("--config", str(f), "--data", "my_images", "--labels", "my_images/l.csv")
+    assert (labelled.labels, labelled.label_column) == ("my_images/l.csv", None)  # its own columns, found anew
+    same = _parse("--config", str(f), "--data", "../shared/data/emoji64")
+    assert same.labels == "../shared/data/emoji64/labels.csv"

@@ -63,6 +63,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     overrides: dict = {}
     if args.config:
         overrides.update(load_yaml(args.config))
+        if args.data is not None and args.data != overrides.get("data"):
+            # The file's labels describe the file's data; another --data brings its own (or none).
+            overrides.pop("labels", None)
+            overrides.pop("label_column", None)
     for name in list(_FLAGS) + ["compile", "deterministic", "channels_last", "conditional", "allow_unlabelled"]:
         value = getattr(args, name, None)
         if value is not None:
