@@ -80,7 +80,7 @@ def labels_with_shares(num: int, counts: torch.Tensor, seed: int = 0) -> torch.T
     """
     counts = torch.as_tensor(counts, dtype=torch.float64)
     if bool((counts == counts[0]).all()):
-        return torch.arange(num) % len(counts)
+        return sample_labels(num, len(counts))
     quota = counts / counts.sum() * num
     per_class = quota.floor().long()
     short = num - int(per_class.sum())

@@ -12,7 +12,7 @@ from torchvision.utils import save_image
 
 from sagan.checkpoint import load_generator
 from sagan.errors import ConfigError, SaganError
-from sagan.sampling import generate
+from sagan.sampling import generate, sample_labels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
         args.num = len(images)
         labels = torch.arange(num_classes).repeat_interleave(args.per_class)
     else:
-        labels = (torch.full((args.num,), args.class_index) if args.class_index is not None
-                  else torch.arange(args.num) % num_classes) if num_classes else None
+        labels = sample_labels(args.num, num_classes, args.class_index)
     try:
         if args.out and args.out.endswith(".npz"):
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from sagan.sampling import labels_with_shares
+from sagan.sampling import labels_with_shares, sample_labels
 
 
 def generated_labels(num_classes: int, num: int, seed: int, against: str | None, size: int, *,
@@ -32,7 +32,7 @@ def generated_labels(num_classes: int, num: int, seed: int, against: str | None,
         if ref.labels is not None and len(ref.class_names) == num_classes:
             counts = torch.bincount(ref.labels.long(), minlength=num_classes)
     if counts is None or bool((counts == counts[0]).all()):
-        return torch.arange(num) % num_classes, f"balanced: classes 0..{num_classes - 1} in turn"
+        return sample_labels(num, num_classes), f"balanced: classes 0..{num_classes - 1} in turn"
     return (labels_with_shares(num, counts, seed),
             f"the reference's label shares over {num_classes} classes (exact counts, seeded order)")
 
