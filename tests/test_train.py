@@ -338,6 +338,8 @@ def test_sample_command(tiny_folder, tmp_path):
     width, height = Image.open(tmp_path / "pc.png").size
     assert (width, height) == (1 + 4 * 33, 1 + 2 * 33), "4 columns, one row per class, 1-px padding"
     assert main(["sample", str(run), "--per-class", "0", "--grid", str(tmp_path / "x.png")]) == 2
+    assert main(["sample", str(run), "--per-class", "2", "--class", "1", "--grid", str(tmp_path / "y.png")]) == 2
+    assert not (tmp_path / "y.png").exists()
 
 
 @pytest.mark.slow

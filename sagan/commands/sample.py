@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("say where to write: --out DIR|FILE.npz and/or --grid FILE.png")
     if args.per_class is not None and args.per_class < 1:
         raise ConfigError(f"--per-class must be positive, got {args.per_class}")
+    if args.per_class is not None and args.class_index is not None:
+        raise ConfigError("--per-class draws every class; drop --class (or drop --per-class for one class)")
     generator, info = load_generator(args.target, ema=not args.no_ema, map_location=args.device)
     num_classes = info["model"]["num_classes"]
     if args.per_class and not num_classes:
