@@ -15,6 +15,10 @@ LOSSES = ("hinge", "ns")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+# max_steps for a run that only the clock stops (a study's minutes budget); the progress line hides it
+NO_STEP_LIMIT = 10**9
+
+
 @dataclass
 class TrainConfig:
     """Every knob of `sagan train`. Defaults are the seed's recipe (SN, hinge, TTUR) sized for a CPU."""
@@ -68,7 +72,7 @@ class TrainConfig:
     threads: int = 0  # 0: PyTorch's default
     device: str = "auto"
     deterministic: bool = False
-    max_steps: int = 20_000
+    max_steps: int = 20_000  # NO_STEP_LIMIT: only max_minutes stops the run
     max_minutes: float = 0.0  # wall-clock budget; 0 for none
     # cadence
     log_every: int = 50

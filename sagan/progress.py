@@ -5,10 +5,15 @@ from __future__ import annotations
 import sys
 import time
 
+from sagan.config import NO_STEP_LIMIT
+
 
 class Progress:
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.enabled, self.total = enabled, total
+    def __init__(self, total: int, minutes: float = 0.0, enabled: bool = True) -> None:
+        """total: the step limit (NO_STEP_LIMIT: none, so only the step is shown); minutes: the wall-clock
+        budget (0: none), shown beside the elapsed minutes."""
+        self.enabled, self.minutes = enabled, minutes
+        self.total = None if total >= NO_STEP_LIMIT else total
         self.tty = enabled and sys.stderr.isatty()
         self.t0 = time.time()
         self.bar = None
@@ -26,8 +31,9 @@ class Progress:
             self.bar.n = step
             self.bar.set_postfix_str(text, refresh=True)
         else:
-            elapsed = time.time() - self.t0
-            print(f"step {step}/{self.total} | {text} | {elapsed / 60:.1f} min", file=sys.stderr, flush=True)
+            steps = f"step {step}" + (f"/{self.total}" if self.total else "")
+            clock = f"{(time.time() - self.t0) / 60:.1f}" + (f"/{self.minutes:g}" if self.minutes else "")
+            print(f"{steps} | {text} | {clock} min", file=sys.stderr, flush=True)
 
     def write(self, message: str) -> None:
         if not self.enabled:

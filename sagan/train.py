@@ -268,7 +268,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         if data.skipped:
             print(f"skipped {data.skipped} unreadable image file(s) in {cfg.data}", file=sys.stderr)
     alarm = CollapseAlarm()
-    progress = Progress(cfg.max_steps, enabled=rt.is_main)
+    progress = Progress(cfg.max_steps, cfg.max_minutes, enabled=rt.is_main)
 
     stop = {"signal": None}
 

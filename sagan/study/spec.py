@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from sagan.config import TrainConfig, apply_overrides
+from sagan.config import NO_STEP_LIMIT, TrainConfig, apply_overrides
 from sagan.errors import ConfigError, did_you_mean
 from sagan.metrics.evaluation import parse_metrics
 from sagan.models import model_config
@@ -63,7 +63,7 @@ class StudySpec:
         if self.budget_kind == "steps":
             run["max_steps"] = int(self.budget["steps"])
         else:
-            run["max_steps"] = 10**9  # the clock stops the run
+            run["max_steps"] = NO_STEP_LIMIT  # the clock stops the run
         return apply_overrides(cfg, run)
 
     def identity(self) -> str:
