@@ -20,7 +20,7 @@ class Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(total=self.total, unit="step", dynamic_ncols=True, file=sys.stderr)
 
     def update(self, step: int, log: dict, alarm: str | None = None) -> None:
         if not self.enabled:

@@ -26,3 +26,12 @@ def test_a_run_only_the_clock_stops_shows_no_step_total_but_its_minutes(capsys):
 
 def test_disabled_progress_prints_nothing(capsys):
     assert _line(capsys, Progress(800, enabled=False)) == ""
+
+
+def test_a_terminal_bar_has_no_total_when_only_the_clock_stops_the_run(monkeypatch):
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    progress = Progress(NO_STEP_LIMIT, minutes=3.0)
+    try:
+        assert progress.bar.total is None  # a counter, not a bar stuck at 0% of a billion steps
+    finally:
+        progress.close()
