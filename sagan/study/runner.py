@@ -40,6 +40,16 @@ def cpu_name() -> str:
     return f"{name} ({os.cpu_count()} cores)"
 
 
+def device_name(device: str) -> str:
+    """What trained the run: the GPU's name for a CUDA run, else "cpu" (the CPU itself is in `cpu_name`)."""
+    import torch
+
+    from sagan.runtime import resolve_device
+
+    dev = resolve_device(device)
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
 def write_json(path: Path, data: dict) -> None:
     """Atomically (temporary file, fsync, rename): a kill never leaves a half-written record."""
     text = json.dumps(data, indent=1, sort_keys=False)
@@ -125,6 +135,7 @@ def run_one(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int = 0) -
         images = state["step"] * base_cfg.batch_size * base_cfg.n_dis
         segment = {"fraction": fraction, "step": state["step"], "minutes": round(seconds / 60, 4),
                    "images_per_sec": round(images / max(seconds, 1e-9), 2), "cpu": cpu_name(),
+                   "device": device_name(base_cfg.device),
                    "threads": threads or None, **_evaluate(spec, base_cfg, path, state)}
         record["segments"].append(segment)
         write_json(record_path, record)
