@@ -12,8 +12,8 @@ import webdataset as wds  # noqa: E402
 
 from sagan.checkpoint import load_checkpoint  # noqa: E402
 from sagan.config import TrainConfig, apply_overrides  # noqa: E402
+from sagan.data.shards import ShardBatches, is_shard_spec, load_shards  # noqa: E402
 from sagan.errors import DataError  # noqa: E402
-from sagan.shards import ShardBatches, is_shard_spec, load_shards  # noqa: E402
 from sagan.train import train  # noqa: E402
 from tests.conftest import tiny_train_args  # noqa: E402
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sagan.data import DATASET_ALIASES, ImageData, ImageStream, fit_tensor
+from sagan.data.files import is_image_name, load_files
+from sagan.data.images import DATASET_ALIASES, ImageData, ImageStream, fit_tensor
 from sagan.errors import DataError, did_you_mean
-from sagan.image_files import is_image_name, load_files
 
 _SPLITS = {
     "fashion-mnist": ("train", "test", "all"), "mnist": ("train", "test", "all"),

@@ -222,7 +222,7 @@ def load_data(spec: str, resolution: int, channels: int | None = None, split: st
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
     split = split.lower()
-    from sagan.shards import is_shard_spec, load_shards  # tar shards: sagan/shards.py
+    from sagan.data.shards import is_shard_spec, load_shards  # tar shards: sagan/shards.py
 
     if is_shard_spec(spec):
         return load_shards(spec, resolution, channels)  # type: ignore[return-value]
@@ -231,12 +231,12 @@ def load_data(spec: str, resolution: int, channels: int | None = None, split: st
     if key in DATASET_ALIASES and not looks_like_path:
         if labels:
             raise DataError(f"{spec} has labels of its own; a labels file applies to a folder of images")
-        from sagan.named_datasets import load_named  # named sets: sagan/named_datasets.py
+        from sagan.data.named import load_named  # named sets: sagan/named_datasets.py
 
         return load_named(DATASET_ALIASES[key], resolution, channels, split, root, download, max_in_memory_bytes)
     path = Path(spec).expanduser()
     if path.is_dir():
-        from sagan.image_files import load_folder  # folders: sagan/image_files.py
+        from sagan.data.files import load_folder  # folders: sagan/image_files.py
 
         return load_folder(path.resolve(), resolution, channels or 3, split, max_in_memory_bytes,
                             labels, label_column, allow_unlabelled)

@@ -115,7 +115,7 @@ class _WorkerBatches(torch.utils.data.IterableDataset):
         self.data, self.shards, self.batch_size, self.skip = data, shards, batch_size, skip
 
     def __iter__(self):
-        from sagan.image_files import to_array
+        from sagan.data.files import to_array
 
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
@@ -240,6 +240,6 @@ def batches_for(data, batch_size: int, seed: int, rank: int = 0, world_size: int
     """The endless, resumable loader for `data`: ShardBatches for tar shards, InfiniteBatches otherwise."""
     if isinstance(data, ShardData):
         return ShardBatches(data, batch_size, seed, rank, world_size)
-    from sagan.data import InfiniteBatches
+    from sagan.data.images import InfiniteBatches
 
     return InfiniteBatches(data, batch_size, seed, rank, world_size)

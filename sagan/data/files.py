@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from sagan.data import IMAGE_EXTENSIONS, ImageData, ImageStream
+from sagan.data.images import IMAGE_EXTENSIONS, ImageData, ImageStream
 from sagan.errors import DataError
 
 # Above this many files a decode pass is spread over worker processes; below it, start-up costs more
@@ -223,7 +223,7 @@ def load_folder(path: Path, resolution: int, channels: int, split: str, max_in_m
         raise DataError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) found under {path}")
     describe = str(path)
     if labels_file:  # labels from a CSV instead of sub-folder names (sagan.labels)
-        from sagan.labels import labels_for_files
+        from sagan.data.labels import labels_for_files
 
         paths, labels, class_names, column = labels_for_files(path, paths, labels_file, label_column,
                                                               allow_unlabelled)
