@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from sagan.data.files import to_array
 from sagan.errors import ConfigError, DataError
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp")
@@ -115,8 +116,6 @@ class _WorkerBatches(torch.utils.data.IterableDataset):
         self.data, self.shards, self.batch_size, self.skip = data, shards, batch_size, skip
 
     def __iter__(self):
-        from sagan.data.files import to_array
-
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         mine = self.shards[worker::workers]
@@ -139,7 +138,7 @@ class _WorkerBatches(torch.utils.data.IterableDataset):
 
 
 class ShardBatches:
-    """Endless batches from tar shards for one rank; the same interface as sagan.data.InfiniteBatches."""
+    """Endless batches from tar shards for one rank; the same interface as sagan.data.batches.InfiniteBatches."""
 
     def __init__(self, data: ShardData, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  workers: int = 2):
@@ -234,12 +233,3 @@ class ShardBatches:
         self.total = int(state["batches"])
         self.epoch, self.handed, self.done = self._locate(self.total)
         self._iter = None
-
-
-def batches_for(data, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-    """The endless, resumable loader for `data`: ShardBatches for tar shards, InfiniteBatches otherwise."""
-    if isinstance(data, ShardData):
-        return ShardBatches(data, batch_size, seed, rank, world_size)
-    from sagan.data.images import InfiniteBatches
-
-    return InfiniteBatches(data, batch_size, seed, rank, world_size)
