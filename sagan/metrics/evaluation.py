@@ -165,7 +165,7 @@ def evaluate(
     seed: recorded, and seeds the random subsets of KID and the score splits.
     root: where to look for the named data set first (as in `sagan.data.load_data`).
     provenance: extra fields for the record (target, checkpoint, step, ema, ...), merged in.
-    labels, label_column, allow_unlabelled: a labels CSV for a reference folder (sagan.labels); with
+    labels, label_column, allow_unlabelled: a labels CSV for a reference folder (sagan.data.labels); with
         features="classifier" a small CNN is trained on the reference's labels (sagan.metrics.classifier), and
         the record gains the class shares against the real ones and the real-vs-real floor (provenance "floor").
     fake_labels: the classes the images were generated for (N,); with a classifier of as many classes, the
