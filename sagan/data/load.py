@@ -39,7 +39,10 @@ def load_data(spec: str, resolution: int, channels: int | None = None, split: st
         raise DataError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
     split = split.lower()
     if is_shard_spec(spec):
-        return load_shards(spec, resolution, channels)
+        if labels:
+            raise DataError(f"{spec} names tar shards, whose classes are their .cls members; a labels file applies "
+                            "to a folder of images")
+        return load_shards(spec, resolution, channels, allow_unlabelled)
     key = spec.strip().lower()
     looks_like_path = os.sep in spec or (os.altsep or os.sep) in spec or spec.startswith((".", "~"))
     if key in DATASET_ALIASES and not looks_like_path:
