@@ -12,8 +12,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from sagan.models import GAN, ModelConfig, create_model, list_models  # noqa: E402
+from sagan.version import __version__  # noqa: E402
 
-__version__ = "0.1.0"
 __all__ = ["GAN", "ModelConfig", "create_model", "list_models", "train", "evaluate", "load_generator", "__version__"]
 
 

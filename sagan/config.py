@@ -29,7 +29,7 @@ class TrainConfig:
     data: str = "fashion-mnist"
     data_root: str | None = None
     conditional: bool = True  # use the data's class labels when it has them
-    # a folder's labels from a CSV (sagan.labels): paths relative to `data`, the label column (None: `label`,
+    # a folder's labels from a CSV (sagan.data.labels): paths relative to `data`, the label column (None: `label`,
     # `class` or `category`, else the first after the paths), and whether images without a label are left out
     labels: str | None = None
     label_column: str | None = None

@@ -29,7 +29,7 @@ from sagan.checkpoint import (
     save_checkpoint,
 )
 from sagan.config import TrainConfig, save_yaml
-from sagan.data import load_data, to_model_range
+from sagan.data import batches_for, load_data, to_model_range
 from sagan.errors import CheckpointError, ConfigError, SaganError
 from sagan.health import CollapseAlarm, health_stats, sample_diversity
 from sagan.losses import LOSSES, mode_seeking
@@ -37,7 +37,6 @@ from sagan.models import GAN, model_config
 from sagan.progress import Progress
 from sagan.runtime import Runtime, check_same_start, setup_runtime, shutdown_runtime
 from sagan.sampling import fixed_batch, standing_statistics
-from sagan.shards import batches_for
 from sagan.stats import StatsWriter
 
 

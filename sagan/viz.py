@@ -202,8 +202,8 @@ def load_image(path: str | Path, resolution: int, channels: int) -> torch.Tensor
     from PIL import Image, UnidentifiedImageError
 
     from sagan.data import to_model_range
+    from sagan.data.files import to_array
     from sagan.errors import DataError
-    from sagan.image_files import to_array
 
     try:
         with Image.open(path) as image:

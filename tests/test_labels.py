@@ -1,4 +1,4 @@
-"""Labels from a CSV file (sagan.labels) through load_data, the config and `sagan train`."""
+"""Labels from a CSV file (sagan.data.labels) through load_data, the config and `sagan train`."""
 
 import csv
 import warnings

@@ -12,8 +12,9 @@ import webdataset as wds  # noqa: E402
 
 from sagan.checkpoint import load_checkpoint  # noqa: E402
 from sagan.config import TrainConfig, apply_overrides  # noqa: E402
+from sagan.data import load_data  # noqa: E402
+from sagan.data.shards import ShardBatches, is_shard_spec, load_shards  # noqa: E402
 from sagan.errors import DataError  # noqa: E402
-from sagan.shards import ShardBatches, is_shard_spec, load_shards  # noqa: E402
 from sagan.train import train  # noqa: E402
 from tests.conftest import tiny_train_args  # noqa: E402
 
@@ -105,3 +106,70 @@ def test_rank_zeros_state_resumes_a_rank_with_other_shard_sizes(shards):
     for _ in range(6):
         (a, la), (b, lb) = next(ranks[1]), next(resumed)
         assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+@pytest.fixture(scope="module")
+def partly_labelled(tmp_path_factory):
+    """4 shards of 6 samples; every third sample has no .cls, the others a class 0..1."""
+    root = tmp_path_factory.mktemp("partly_labelled")
+    for s in range(4):
+        with wds.TarWriter(str(root / f"part-{s:03d}.tar")) as sink:
+            for i in range(6):
+                buf = io.BytesIO()
+                Image.fromarray(np.full((12, 12, 3), 40 * s + i, np.uint8)).save(buf, format="png")
+                sample = {"__key__": f"{s}-{i}", "png": buf.getvalue()}
+                if i % 3:
+                    sample["cls"] = str(i % 2).encode()
+                sink.write(sample)
+    return root
+
+
+def test_shards_with_unlabelled_samples_are_refused_before_training(partly_labelled, tmp_path):
+    spec = str(partly_labelled / "part-{000..003}.tar")
+    with pytest.raises(DataError, match=r"8 of 24 samples .* have no \.cls .*--allow-unlabelled"):
+        load_shards(spec, 8)
+    with pytest.raises(DataError, match=r"have no \.cls"):
+        train(apply_overrides(TrainConfig(), tiny_train_args(spec, tmp_path / "run", 2, standing_samples=0)))
+    assert not list((tmp_path / "run").rglob("*.pt"))  # refused before the first step
+
+
+def test_allow_unlabelled_shards_use_only_the_labelled_samples(partly_labelled):
+    spec = str(partly_labelled / "part-{000..003}.tar")
+    with pytest.warns(UserWarning, match="left out 8 samples without a .cls"):
+        data = load_data(spec, 8, allow_unlabelled=True)
+    assert len(data) == 16 and data.counts == [4, 4, 4, 4] and data.num_classes == 2
+    loader = ShardBatches(data, 4, seed=0, workers=2)
+    seen = [next(loader) for _ in range(8)]  # two epochs of 4 batches
+    labels = torch.cat([y for _, y in seen])
+    assert labels.tolist().count(0) == labels.tolist().count(1) == 16  # never -1
+    colours = {int(img[0, 0, 0]) for imgs, _ in seen[:4] for img in imgs}
+    assert colours == {40 * s + i for s in range(4) for i in range(6) if i % 3}
+    state, rest = loader.state_dict(), [next(loader) for _ in range(3)]
+    resumed = ShardBatches(data, 4, seed=0, workers=2)
+    resumed.load_state_dict(state)
+    for (a, la), (b, lb) in zip(rest, (next(resumed) for _ in range(3))):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_shards_without_any_label_give_unlabelled_batches(tmp_path):
+    bare = tmp_path / "bare.tar"
+    with wds.TarWriter(str(bare)) as sink:
+        for i in range(3):
+            buf = io.BytesIO()
+            Image.fromarray(np.full((12, 12, 3), i, np.uint8)).save(buf, format="png")
+            sink.write({"__key__": f"{i}", "png": buf.getvalue()})
+    data = load_shards(str(bare), 8)
+    assert len(data) == 3 and data.num_classes == 0
+    images, labels = next(ShardBatches(data, 3, seed=0, workers=1))
+    assert images.shape == (3, 3, 8, 8) and labels is None
+
+
+def test_a_cls_that_is_not_a_class_number_is_a_user_error(tmp_path):
+    with wds.TarWriter(str(tmp_path / "bad.tar")) as sink:
+        buf = io.BytesIO()
+        Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(buf, format="png")
+        sink.write({"__key__": "cat-1", "png": buf.getvalue(), "cls": b"cat"})
+    with pytest.raises(DataError, match=r"cat-1 .* \.cls 'cat' is not a class number"):
+        load_shards(str(tmp_path / "bad.tar"), 8)
+    with pytest.raises(DataError, match="labels file applies to a folder"):
+        load_data(str(tmp_path / "bad.tar"), 8, labels=str(tmp_path / "labels.csv"))

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-import sagan.image_files as image_files
+import sagan.data.files as image_files
 from sagan.data import InfiniteBatches, load_data
 
 

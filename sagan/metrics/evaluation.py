@@ -25,6 +25,7 @@ from sagan.metrics import cache as stats_cache
 from sagan.metrics import maths
 from sagan.metrics.extractors import DEFAULT_FOR_DATASET, FeatureExtractor, create_extractor
 from sagan.metrics.reference import Reference, canonical_dataset, load_reference, match_geometry
+from sagan.version import __version__
 
 METRICS = ("fd", "kid", "is", "pr", "dc")
 _METRIC_ALIASES = {
@@ -165,7 +166,7 @@ def evaluate(
     seed: recorded, and seeds the random subsets of KID and the score splits.
     root: where to look for the named data set first (as in `sagan.data.load_data`).
     provenance: extra fields for the record (target, checkpoint, step, ema, ...), merged in.
-    labels, label_column, allow_unlabelled: a labels CSV for a reference folder (sagan.labels); with
+    labels, label_column, allow_unlabelled: a labels CSV for a reference folder (sagan.data.labels); with
         features="classifier" a small CNN is trained on the reference's labels (sagan.metrics.classifier), and
         the record gains the class shares against the real ones and the real-vs-real floor (provenance "floor").
     fake_labels: the classes the images were generated for (N,); with a classifier of as many classes, the
@@ -265,8 +266,6 @@ def evaluate(
 
     import torch_fidelity
 
-    import sagan
-
     prov = {
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **ex.describe(),
@@ -285,7 +284,7 @@ def evaluate(
         "metric_settings": settings,
         "metrics": how,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "versions": {"sagan": getattr(sagan, "__version__", "?"), "torch": torch.__version__,
+        "versions": {"sagan": __version__, "torch": torch.__version__,
                      "torch_fidelity": torch_fidelity.__version__},
         "target": None, "target_kind": "tensor", "checkpoint": None, "step": None, "ema": None,
     }  # fmt: skip

@@ -125,7 +125,7 @@ def load_reference(against: str, size: int, split: str | None = None, root: str 
 
     `against` is a data set name (scored at its native size, e.g. 28 for fashion-mnist, with `undo_fit`
     bringing generated images there), a folder of images or an .npz of images. A folder's classes come from
-    its sub-folders, or from a `labels` CSV (with `label_column`, `allow_unlabelled`: see sagan.labels).
+    its sub-folders, or from a `labels` CSV (with `label_column`, `allow_unlabelled`: see sagan.data.labels).
     """
     memo_key = (against, size, split, root, labels, label_column, allow_unlabelled)
     if memo_key in _REFERENCE_MEMO:

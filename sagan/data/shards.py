@@ -2,7 +2,9 @@
 
 `--data 'shards-{000..009}.tar'` (a brace pattern) or `--data 'a.tar,b.tar'` (a list). A sample is the files of a
 shard that share a base name: one image (jpg, jpeg, png, webp, bmp) and, optionally, its class as decimal text
-(`.cls`). Shards are read with the `webdataset` package (`pip install 'sagan[shards]'`).
+(`.cls`). Shards are read with the `webdataset` package (`pip install 'sagan[shards]'`). As with a folder's labels
+CSV, either every sample has a class or none has: shards where only some do are refused, unless `allow_unlabelled`,
+which uses only the samples that have one.
 
 Sharding: in each epoch the shards are shuffled from (seed, epoch) and rank r of W takes every W-th of them;
 its decoding workers (a torch DataLoader) each take every K-th of the rank's shards and batch their own samples.
@@ -18,11 +20,13 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
+from sagan.data.files import to_array
 from sagan.errors import ConfigError, DataError
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp")
@@ -63,6 +67,17 @@ def _samples(shard: str):
     yield from wds.DataPipeline(wds.SimpleShardList([shard]), wds.tarfile_to_samples())
 
 
+def _class_of(sample: dict) -> int | None:
+    """The class in a sample's .cls member (decimal text), None when it has none."""
+    if "cls" not in sample:
+        return None
+    text = sample["cls"].decode("utf-8", "replace").strip()
+    if not (text.isascii() and text.isdigit()):
+        raise DataError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: .cls {text[:20]!r} is not a "
+                        "class number (0, 1, 2, ...); fix the shard")
+    return int(text)
+
+
 def _image_bytes(sample: dict) -> bytes:
     for key in IMAGE_KEYS:
         if key in sample:
@@ -76,7 +91,7 @@ class ShardData:
     """What the training loop needs to know of a sharded data set; the images stay in the shards."""
 
     shards: list[str]
-    counts: list[int]  # samples per shard
+    counts: list[int]  # samples per shard (those with a class when `labelled_only`)
     resolution: int
     channels: int
     num_classes: int
@@ -85,26 +100,45 @@ class ShardData:
     streamed: bool = True
     images: None = None
     labels: None = None
+    labelled_only: bool = False  # samples without a .cls are left out (allow_unlabelled)
 
     def __len__(self) -> int:
         return sum(self.counts)
 
 
-def load_shards(spec: str, resolution: int, channels: int | None = None) -> ShardData:
-    """Index shards once (sample counts and the largest class), reading headers and .cls members only."""
+def load_shards(spec: str, resolution: int, channels: int | None = None, allow_unlabelled: bool = False) -> ShardData:
+    """Index shards once (sample counts and the largest class), reading headers and .cls members only.
+
+    Samples without a .cls among samples with one are a DataError (a conditional model has no class to give them),
+    unless `allow_unlabelled`: then only the samples with a class are used, and a warning counts the others.
+    """
     shards = expand_shards(spec)
-    counts, top = [], -1
+    counts, labelled, top, example = [], [], -1, ""
     for shard in shards:
-        n = 0
+        n = with_class = 0
         for sample in _samples(shard):
             _image_bytes(sample)
-            if "cls" in sample:
-                top = max(top, int(sample["cls"]))
+            cls = _class_of(sample)
+            if cls is None:
+                example = example or f"{sample.get('__key__')} in {shard}"
+            else:
+                top, with_class = max(top, cls), with_class + 1
             n += 1
         counts.append(n)
-    data = ShardData(shards, counts, resolution, channels or 3, top + 1, "")
+        labelled.append(with_class)
+    total, unlabelled = sum(counts), sum(counts) - sum(labelled)
+    partly = unlabelled and top >= 0
+    if partly and not allow_unlabelled:
+        raise DataError(f"{unlabelled} of {total} samples in {spec} have no .cls (e.g. {example}); give every "
+                        "sample a class, or pass --allow-unlabelled to use only the samples that have one")
+    data = ShardData(shards, labelled if partly else counts, resolution, channels or 3, top + 1, "",
+                     labelled_only=bool(partly))
+    if partly:
+        warnings.warn(f"{spec}: using the {len(data)} samples with a class; left out {unlabelled} samples without "
+                      f"a .cls (e.g. {example})", stacklevel=3)
     classes = f", {top + 1} classes" if top >= 0 else ""
-    data.source = f"{len(shards)} tar shard(s) {spec} ({len(data)} images{classes}, streamed)"
+    left_out = f", {unlabelled} without a class left out" if partly else ""
+    data.source = f"{len(shards)} tar shard(s) {spec} ({len(data)} images{classes}{left_out}, streamed)"
     return data
 
 
@@ -115,8 +149,6 @@ class _WorkerBatches(torch.utils.data.IterableDataset):
         self.data, self.shards, self.batch_size, self.skip = data, shards, batch_size, skip
 
     def __iter__(self):
-        from sagan.image_files import to_array
-
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         mine = self.shards[worker::workers]
@@ -124,13 +156,16 @@ class _WorkerBatches(torch.utils.data.IterableDataset):
         images, labels, index = [], [], self.skip[worker]
         for shard in mine:
             for sample in _samples(shard):
+                cls = _class_of(sample)
+                if cls is None and self.data.labelled_only:
+                    continue  # left out at load_shards, and not counted there
                 if to_skip:
                     to_skip -= 1
                     continue
                 with Image.open(io.BytesIO(_image_bytes(sample))) as image:
                     pixels = to_array(image, self.data.resolution, self.data.channels)  # (H, W, C) uint8
                 images.append(torch.from_numpy(pixels.copy()))
-                labels.append(int(sample["cls"]) if "cls" in sample else -1)
+                labels.append(-1 if cls is None else cls)  # -1 only when no sample has a class
                 if len(images) == self.batch_size:
                     batch = torch.stack(images).permute(0, 3, 1, 2).contiguous()  # (B, C, H, W) uint8
                     yield worker, index, batch, torch.tensor(labels)
@@ -139,7 +174,7 @@ class _WorkerBatches(torch.utils.data.IterableDataset):
 
 
 class ShardBatches:
-    """Endless batches from tar shards for one rank; the same interface as sagan.data.InfiniteBatches."""
+    """Endless batches from tar shards for one rank; the same interface as sagan.data.batches.InfiniteBatches."""
 
     def __init__(self, data: ShardData, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  workers: int = 2):
@@ -234,12 +269,3 @@ class ShardBatches:
         self.total = int(state["batches"])
         self.epoch, self.handed, self.done = self._locate(self.total)
         self._iter = None
-
-
-def batches_for(data, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-    """The endless, resumable loader for `data`: ShardBatches for tar shards, InfiniteBatches otherwise."""
-    if isinstance(data, ShardData):
-        return ShardBatches(data, batch_size, seed, rank, world_size)
-    from sagan.data import InfiniteBatches
-
-    return InfiniteBatches(data, batch_size, seed, rank, world_size)

@@ -1,9 +1,9 @@
-"""Image files: decoding them (in worker processes when there are many), a folder's images and classes, and
-streaming from disk the sets too big to hold in memory at the requested resolution.
+"""Image files: decoding them (in worker processes when there are many) into memory, or streaming them from disk
+when the set is too big to hold at the requested resolution.
 
-`load_folder` is what `sagan.data.load_data` calls for a folder; `to_array` is the one decoder every path shares
-(folders, tar shards, `sagan attention --image`), so a picture gives the same pixels wherever it comes from.
-"""
+`load_files` is what the folder and named-set sources (sagan/data/folders.py, named.py) call; `to_array` is the one
+decoder every path shares (folders, tar shards, `sagan attention --image`), so a picture gives the same pixels
+wherever it comes from."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from sagan.data import IMAGE_EXTENSIONS, ImageData, ImageStream
+from sagan.data.images import IMAGE_EXTENSIONS, ImageData, ImageStream
 from sagan.errors import DataError
 
 # Above this many files a decode pass is spread over worker processes; below it, start-up costs more
@@ -182,50 +181,3 @@ def load_files(paths: list[str], labels: list[int] | None, class_names: list[str
 
 def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-
-
-def _scan_folder(root: Path) -> tuple[list[str], list[int] | None, list[str]]:
-    """Image files under `root` (sorted, recursive; hidden entries skipped) and labels from first-level
-    sub-folders when those hold the images."""
-    seen: set[str] = set()
-    files: list[tuple[str, str]] = []  # (first-level folder or "", path)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a symlink loop
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # .ipynb_checkpoints, .git
-        rel = os.path.relpath(dirpath, root)
-        top = "" if rel == "." else rel.split(os.sep)[0]
-        files += [(top, os.path.join(dirpath, f)) for f in sorted(filenames) if is_image_name(f)]
-    files.sort(key=lambda t: os.path.relpath(t[1], root))  # a stable order on every machine
-    paths = [p for _, p in files]
-    tops = {t for t, _ in files}
-    if "" in tops and len(tops) > 1:
-        warnings.warn(f"{root} has images both directly inside it and in sub-folders: loading them all "
-                      "unlabelled (move loose images into a sub-folder to get class labels)", stacklevel=3)
-    if "" in tops or not tops:
-        return paths, None, []
-    class_names = sorted(tops)
-    index = {c: i for i, c in enumerate(class_names)}
-    return paths, [index[t] for t, _ in files], class_names
-
-
-def load_folder(path: Path, resolution: int, channels: int, split: str, max_in_memory_bytes: int,
-                 labels_file: str | None = None, label_column: str | None = None,
-                 allow_unlabelled: bool = False) -> ImageData:
-    if split not in ("train", "all"):
-        raise DataError(f"{path} is a folder of images with no '{split}' split; "
-                        "use split='train' (all its images), or make a separate folder for it")
-    paths, labels, class_names = _scan_folder(path)
-    if not paths:
-        raise DataError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) found under {path}")
-    describe = str(path)
-    if labels_file:  # labels from a CSV instead of sub-folder names (sagan.labels)
-        from sagan.labels import labels_for_files
-
-        paths, labels, class_names, column = labels_for_files(path, paths, labels_file, label_column,
-                                                              allow_unlabelled)
-        describe = f"{path}, labels '{column}' from {labels_file}"
-    return load_files(paths, labels, class_names, resolution, channels, max_in_memory_bytes, describe)

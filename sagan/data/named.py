@@ -1,7 +1,7 @@
 """The named data sets (fashion-mnist, mnist, cifar10, celeba): finding their files where they already are,
 downloading them through torchvision where allowed, and reading them as uint8 images.
 
-`load_named` is what `sagan.data.load_data` calls for a data set's name.
+`load_named` is what `sagan.data.load.load_data` calls for a data set's name.
 """
 
 from __future__ import annotations
@@ -14,9 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sagan.data import DATASET_ALIASES, ImageData, ImageStream, fit_tensor
+from sagan.data.files import is_image_name, load_files
+from sagan.data.images import ImageData, ImageStream, fit_tensor
 from sagan.errors import DataError, did_you_mean
-from sagan.image_files import is_image_name, load_files
+
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "celeba")
+
+DATASET_ALIASES = {
+    "fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist", "mnist": "mnist", "cifar10": "cifar10", "cifar-10": "cifar10",
+    "cifar_10": "cifar10", "celeba": "celeba", "celeb-a": "celeba", "celeb_a": "celeba",
+}
 
 _SPLITS = {
     "fashion-mnist": ("train", "test", "all"), "mnist": ("train", "test", "all"),
