@@ -164,6 +164,15 @@ def _set_rng_state(rt: Runtime, state: dict) -> None:
         torch.cuda.set_rng_state(mine["cuda"], rt.device)
 
 
+def _set_lr(opt: torch.optim.Optimizer, lr: float, name: str) -> list[str]:
+    """Give every param group the config's rate: load_state_dict restored the saved one, and a resume with
+    lowered rates (the advice after a NaN) must train with them. Returns what changed, for the log."""
+    saved = {group["lr"] for group in opt.param_groups}
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return [f"{name} {lr:g} (the checkpoint had {old:g})" for old in sorted(saved) if old != lr]
+
+
 def _sample_grid(g_ema: nn.Module, fixed_z: torch.Tensor, fixed_y: torch.Tensor | None, rt: Runtime, path: Path,
                  rows: int) -> None:
     g_ema.eval()
@@ -240,6 +249,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         load_gan_state(g_ema, state["generator_ema"], "generator_ema", path)
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
+        changed = [*_set_lr(opt_d, cfg.lr_d, "lr_d"), *_set_lr(opt_g, cfg.lr_g, "lr_g")]
         batches.load_state_dict(state["batches"])
         _set_rng_state(rt, state["rng"])
         if augment is not None and state.get("augment"):
@@ -247,6 +257,8 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         step, best, trained_before = state["step"], state.get("best"), state.get("train_seconds", 0.0)
         if rt.is_main:
             print(f"resuming {run} from {path.name} (step {step})", file=sys.stderr)
+            if changed:
+                print(f"learning rates from the config, not the checkpoint: {', '.join(changed)}", file=sys.stderr)
     check_same_start(rt, step, str(run))
 
     generator, discriminator = gan.generator, gan.discriminator
