@@ -71,6 +71,7 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def _train(cfg: TrainConfig, rt: Runtime) -> dict:
+    """The stages of a run, in order; each is a function below or in sagan.training."""
     run = prepare_run_folder(Path(cfg.out), rt)
     parts = build_parts(cfg, rt)
     counters = restore(parts, cfg, rt, run)  # a new run's counters are zeros
