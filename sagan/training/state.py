@@ -52,8 +52,8 @@ class TrainingParts:
     discriminator: nn.Module | None = None
 
     def __post_init__(self) -> None:
-        self.generator = self.generator or self.g_plain
-        self.discriminator = self.discriminator or self.d_plain
+        self.generator = self.g_plain if self.generator is None else self.generator
+        self.discriminator = self.d_plain if self.discriminator is None else self.discriminator
 
 
 @dataclass
