@@ -194,6 +194,24 @@ def test_foreign_and_future_files_are_refused(tmp_path):
         load_checkpoint(tmp_path / "text.pt")
 
 
+def test_resume_takes_the_learning_rates_of_the_config_not_the_checkpoint(tiny_folder, tmp_path, capsys):
+    """The NaN message says: lower the rates and resume. The lowered rates must be the ones that train."""
+    run = tmp_path / "run"
+    train(_cfg(**tiny_train_args(tiny_folder, run, 3)))
+    capsys.readouterr()
+    train(_cfg(**tiny_train_args(tiny_folder, run, 5, log_every=1, lr_d=1e-5, lr_g=2e-5)))
+    said = capsys.readouterr().err
+    assert "lr_d 1e-05 (the checkpoint had 0.0004)" in said and "lr_g 2e-05 (the checkpoint had 0.0001)" in said
+    state = load_checkpoint(list_checkpoints(run)[-1])
+    assert state["step"] == 5
+    assert [g["lr"] for g in state["opt_d"]["param_groups"]] == [1e-5]
+    assert [g["lr"] for g in state["opt_g"]["param_groups"]] == [2e-5]
+    records = [r for r in read_metrics(run) if r["kind"] == "train" and r["step"] > 3]
+    assert records and all(r["lr_d"] == 1e-5 and r["lr_g"] == 2e-5 for r in records)
+    train(_cfg(**tiny_train_args(tiny_folder, run, 6, lr_d=1e-5, lr_g=2e-5)))
+    assert "checkpoint had" not in capsys.readouterr().err  # unchanged rates: nothing to say
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_clean_checkpoint(tiny_folder, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_hinge = losses.hinge_d
