@@ -214,6 +214,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
             raise SaganError(f"cannot write the run folder {run}: {exc.strerror}; choose another --out") from None
     torch.manual_seed(cfg.seed)
     data, gan = build(cfg, rt)  # the same initial weights on every rank
+    cfg = cfg.with_class_names(data.class_names if gan.config.num_classes else [])  # kept in config and checkpoints
     if rt.distributed:
         torch.manual_seed(rt.noise_seed(cfg.seed))  # but each rank its own z and fake labels
     mcfg = gan.config
@@ -426,7 +427,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
         labels = ({"labels": cfg.labels, "label_column": cfg.label_column, "allow_unlabelled": cfg.allow_unlabelled}
                   if cfg.labels else None)
         export_generator(g_ema, mcfg, run / "generator", {"step": step, "ema": True, "data": cfg.data,
-                                                          "labels": labels})
+                                                          "labels": labels, "class_names": cfg.class_names})
     return summary
 
 
