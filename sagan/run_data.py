@@ -138,6 +138,6 @@ def resolve_class(value: int | str | None, num_classes: int, names: list[str] | 
                      else f"it does not record class names: give an index 0..{num_classes - 1}")
             raise ConfigError(f"no class {text!r} in {what}{did_you_mean(text, names)}; {known}") from None
     if not 0 <= value < num_classes:
-        known = (f"its classes are 0..{num_classes - 1}" + (f": {name_list(names)}" if names else ""))
-        raise ConfigError(f"class {value} is out of range for {what}; {known}")
+        known = f" ({name_list(names)})" if names else ""
+        raise ConfigError(f"class {value} is out of range: {what} has classes 0..{num_classes - 1}{known}")
     return int(value)
