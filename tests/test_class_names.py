@@ -203,3 +203,16 @@ def test_explore_json_escapes_every_less_than_sign():
     back = json.loads(raw)
     assert back["class_names"] == [nasty] and back["sets"][0]["captions"] == [nasty] and back["path"] == nasty
     assert "<script>alert(1)" not in page
+
+
+def test_eval_names_the_classes_and_keeps_the_runs_labels_file(labelled_run, tmp_path, capsys):
+    data = yaml.safe_load((labelled_run / "config.yaml").read_text())["data"]
+    for against in ([], ["--against", data]):  # the run's own folder, named or by default, keeps its labels file
+        out = tmp_path / "scores.json"
+        assert main(["eval", str(labelled_run), *against, "--features", "classifier", "--metrics", "fd",
+                     "--num", "12", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+        prov = json.loads(out.read_text())["provenance"]
+        assert prov["class_names"] == NAMES and prov["generated_class_names"] == NAMES
+        assert prov["generated_labels"] == "balanced: the 3 classes (blue, green, red) in turn"
+        table = capsys.readouterr().out
+        assert re.search(r"blue [\d.]+/[\d.]+, green [\d.]+/[\d.]+, red", table), table
