@@ -216,3 +216,9 @@ def test_eval_names_the_classes_and_keeps_the_runs_labels_file(labelled_run, tmp
         assert prov["generated_labels"] == "balanced: the 3 classes (blue, green, red) in turn"
         table = capsys.readouterr().out
         assert re.search(r"blue [\d.]+/[\d.]+, green [\d.]+/[\d.]+, red", table), table
+
+
+def test_class_names_in_a_config_are_a_list_of_names():
+    assert apply_overrides(TrainConfig(), {"class_names": ["a", "b"]}).class_names == ["a", "b"]
+    with pytest.raises(ConfigError, match="class_names is a list of names"):
+        apply_overrides(TrainConfig(), {"class_names": "a,b"})
