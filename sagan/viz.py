@@ -238,8 +238,8 @@ def attention_study(target: str | Path, points: Sequence[tuple[int, int]] = (), 
     """Attention maps of a run, checkpoint or exported generator, ready for `draw_attention`.
 
     Without `image`: `num` images generated with `seed` (and `class_index`: a class index or name), seen by
-    G's layers and, where
-    the target has D (run folder or checkpoint), by D's. With `image`: that file passed through D.
+    G's layers and, where the target has D (run folder or checkpoint), by D's. With `image`: that file passed
+    through D (as class `class_index`, where given, for D's projection head).
     `points` (x, y) in image pixels, or a `grid` x `grid` of them. `nets`: a subset of ("G", "D").
     """
     from sagan.checkpoint import load_generator
