@@ -146,7 +146,11 @@ def load_gan_state(module: nn.Module, state_dict: dict, what: str, path: Path) -
 
 
 def export_generator(generator: nn.Module, config: ModelConfig, path: str | Path, extra: dict | None = None) -> Path:
-    """Write G's weights as safetensors (PATH.safetensors) with its ModelConfig as JSON beside it."""
+    """Write G's weights as safetensors (PATH.safetensors) with its ModelConfig as JSON beside it.
+
+    `extra`: more keys for the JSON, e.g. "step", "ema", "data", "labels" and "class_names" (the names of the
+    model's classes in index order), which `load_generator` hands back.
+    """
     path = Path(path).with_suffix(".safetensors")
     tensors = {k: v.detach().contiguous().cpu() for k, v in generator.state_dict().items()}
     meta = {"format": "sagan-generator", "version": VERSION, "model": config.to_dict(), **(extra or {})}
@@ -165,9 +169,13 @@ def load_generator(target: str | Path, ema: bool = True,
                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """G (G_ema by default) in eval mode from a run folder, checkpoint or exported .safetensors, and its info.
 
-    info: {"model": ModelConfig dict, "step", "path", "ema", "data", "labels"}; "labels" holds the run's
-    labels, label_column and allow_unlabelled settings (sagan.labels) where it had a labels file.
+    info: {"model": ModelConfig dict, "step", "path", "ema", "data", "data_root", "labels", "class_names"};
+    "labels" holds the run's labels, label_column and allow_unlabelled settings (sagan.labels) where it had a
+    labels file; "class_names" the names of the model's classes in index order ([] when unconditional, None
+    for a run from before they were recorded).
     """
+    from sagan.run_data import class_names_of
+
     target = Path(target)
     if target.suffix == ".safetensors":
         meta_path = target.with_suffix(".json")
@@ -178,7 +186,9 @@ def load_generator(target: str | Path, ema: bool = True,
         generator = GAN(config).generator
         load_gan_state(generator, load_file(str(target), device=str(map_location)), "generator", target)
         info = {"model": meta["model"], "step": meta.get("step"), "path": str(target), "ema": meta.get("ema", True),
-                "data": meta.get("data"), "labels": meta.get("labels")}
+                "data": meta.get("data"), "data_root": meta.get("data_root"), "labels": meta.get("labels"),
+                "class_names": meta.get("class_names")}
+        info["class_names"] = class_names_of(info)
         return generator.eval(), info
     path = resolve_checkpoint(target)
     state = load_checkpoint(path, map_location)
@@ -186,9 +196,11 @@ def load_generator(target: str | Path, ema: bool = True,
     generator = GAN(config).generator.to(map_location)
     key = "generator_ema" if ema and state.get("generator_ema") is not None else "generator"
     load_gan_state(generator, state[key], "generator", path)
+    train_config = state.get("train_config") or {}
     info = {"model": state["model"], "step": state["step"], "path": str(path), "ema": key == "generator_ema",
-            "data": state.get("train_config", {}).get("data")}
-    train_config = state.get("train_config", {})
+            "data": train_config.get("data"), "data_root": train_config.get("data_root"),
+            "class_names": train_config.get("class_names")}
+    info["class_names"] = class_names_of(info)
     if train_config.get("labels"):
         info["labels"] = {k: train_config.get(k) for k in ("labels", "label_column", "allow_unlabelled")}
     return generator.eval(), info

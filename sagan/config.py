@@ -34,6 +34,9 @@ class TrainConfig:
     labels: str | None = None
     label_column: str | None = None
     allow_unlabelled: bool = False
+    # the model's class names in the order of its class indices, written by `sagan train` from the data it trained
+    # on (a value given is replaced); [] for an unconditional model, None in a run from before they were kept
+    class_names: list[str] | None = None
     out: str = "runs/sagan"
     seed: int = 0
     # the recipe: TTUR (Heusel et al. 2017) with SAGAN's settings
@@ -111,12 +114,20 @@ class TrainConfig:
             raise ConfigError(f"augment_p must be in [0, 1] or auto, got {self.augment_p}")
         if self.label_column and not self.labels:
             raise ConfigError(f"label_column {self.label_column!r} needs a labels file: add --labels FILE.csv")
+        if self.class_names is not None and not (isinstance(self.class_names, list)
+                                                 and all(isinstance(n, str) for n in self.class_names)):
+            raise ConfigError("class_names is a list of names that sagan train records from the data; "
+                              f"got {self.class_names!r}: leave it out")
         if not isinstance(self.model_args, dict):
             raise ConfigError("model_args must be a mapping of model options, e.g. {g_ch: 32}")
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def with_class_names(self, names) -> TrainConfig:
+        """A copy that records the model's class names (in index order; [] for an unconditional model)."""
+        return dataclasses.replace(self, class_names=[str(n) for n in names])
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

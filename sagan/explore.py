@@ -51,6 +51,7 @@ class ImageSet:
     images: torch.Tensor  # (B, C, H, W) in [-1, 1]
     captions: list[str]
     layers: list[Layer] = field(default_factory=list)
+    labels: list[int] | None = None  # each image's class index, where the set has classes
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -91,51 +92,53 @@ def class_mix(generator: nn.Module, a: int, b: int, t: torch.Tensor) -> Iterator
             h.remove()
 
 
-def _real_images(spec: str | None, cfg: dict, num: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, str,
-                                                                         list[str]]:
-    """`num` images of the run's data (its test split where it has one) in [-1, 1], labels, a description and
-    the class names."""
-    from sagan.data import load_data, to_model_range
+def _real_images(info: dict, num: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """`num` images of the run's data (its test split where it has one, with the run's labels file) in [-1, 1],
+    their labels (None for an unconditional model) and a description."""
+    from sagan.data import to_model_range
+    from sagan.run_data import load_run_data
 
-    if not spec:
-        raise DataError("the checkpoint does not name its training data")
+    cfg = info["model"]
     data = None
     for split in ("test", "train"):
         try:
-            data = load_data(spec, cfg["resolution"], cfg["img_channels"], split=split, download=False)
+            data = load_run_data(info, cfg["resolution"], cfg["img_channels"], split=split)
             break
         except DataError:
             if split == "train":
                 raise
+    if cfg["num_classes"] and data.num_classes != cfg["num_classes"]:
+        raise DataError(f"{data.source} has {data.num_classes} classes, the model {cfg['num_classes']}: "
+                        "its labels cannot be fed to D")
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num]
     images, labels = data.get(pick)
     if not cfg["num_classes"]:
         labels = None
     source = data.source if split == "test" else f"{data.source}; it has no test split, so training images"
-    return to_model_range(images), labels, source, list(data.class_names)
+    return to_model_range(images), labels, source
 
 
-def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: int | None = None, frames: int = 8,
+def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: int | str | None = None,
+                 frames: int = 8,
                  ema: bool = True, device: str | torch.device = "cpu") -> tuple[list[ImageSet], dict]:
     """The page's image sets with all their attention rows, and what they come from.
 
     Sets: `num` generated images (G's layers and, where the target has D, D's), `num` real images of the run's
     data through D (when the data is on this machine), a strip of `frames` images between two latents and, for
-    a conditional model, between two classes at one latent (G's layers).
+    a conditional model, between two classes at one latent (G's layers). `class_index`: a class index or name.
     """
     from sagan.checkpoint import load_generator
+    from sagan.run_data import class_name, resolve_class
     from sagan.sampling import sample_labels, sample_latents
     from sagan.viz import load_discriminator
 
     generator, info = load_generator(target, ema=ema, map_location=device)
     cfg = info["model"]
-    classes = cfg["num_classes"]
+    classes, names = cfg["num_classes"], info.get("class_names")
     if not cfg.get("g_attention") and not cfg.get("d_attention"):
         raise ConfigError(f"model {cfg['name']} has no attention layers in G or D: nothing to explore "
                           "(use a sagan_* model)")
-    if class_index is not None and not 0 <= class_index < classes:
-        raise ConfigError(f"class {class_index}: the model is "
-                          + (f"conditional with classes 0..{classes - 1}" if classes else "unconditional"))
+    class_index = resolve_class(class_index, classes, names, what=f"model {cfg['name']}")
     notes = []
     discriminator = None
     if cfg.get("d_attention"):
@@ -155,29 +158,32 @@ def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: 
         return attention_rows(discriminator, lambda: discriminator(
             images.to(device), None if y is None else y.to(device)), "D")[1]
 
-    real, names = None, []
+    real = None
     if discriminator is not None:
         try:
-            real, real_y, source, names = _real_images(info.get("data"), cfg, num, seed)
+            real, real_y, source = _real_images(info, num, seed)
         except SaganError as exc:
             notes.append(f"No real images: {exc}")
 
     def name(k: int) -> str:
-        return names[k] if len(names) == classes and classes else f"class {k}"
+        return class_name(k, names)
 
     def label(i: int) -> str:
         return "" if y is None else name(int(y[i]))
 
+    def indices(t: torch.Tensor | None) -> list[int] | None:
+        return None if t is None else [int(k) for k in t]
+
     images, g_layers = run_g(z, y)
     generated = ImageSet("generated", f"Generated images (seed {seed})", images,
-                         [f"#{i} {label(i)}".strip() for i in range(num)], g_layers)
+                         [f"#{i} {label(i)}".strip() for i in range(num)], g_layers, indices(y))
     if discriminator is not None:
         generated.layers += run_d(images, y)
     sets = [generated]
     if real is not None:
         sets.append(ImageSet("real", f"Real images through D ({source})", real,
                              [f"real #{i}" + ("" if real_y is None else f" {name(int(real_y[i]))}")
-                              for i in range(len(real))], run_d(real, real_y)))
+                              for i in range(len(real))], run_d(real, real_y), indices(real_y)))
     if frames >= 2 and cfg.get("g_attention"):
         t = torch.linspace(0, 1, frames)
         end, other = (z[1], "#1") if num > 1 else (
@@ -186,7 +192,7 @@ def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: 
         ys = None if y is None else y[:1].repeat(frames)
         images, layers = run_g(zs, ys)
         sets.append(ImageSet("latents", f"Between latent #0 and {other}" + (f" ({label(0)})" if y is not None else ""),
-                             images, [f"t={v:.2f}" for v in t.tolist()], layers))
+                             images, [f"t={v:.2f}" for v in t.tolist()], layers, indices(ys)))
         if classes > 1:
             a = int(y[0])
             b = int(y[1]) if num > 1 and int(y[1]) != a else (a + 1) % classes
@@ -254,10 +260,11 @@ def pack(sets: list[ImageSet], info: dict) -> tuple[dict, bytes, float]:
             layers.append({"name": layer.name, "feature_size": layer.feature_size,
                            "codes": packer.add(codes), "scale": packer.add(scale),
                            "mean": packer.add(layer.rows.mean(1).numpy().astype(np.float32))})
-        meta_sets.append({"key": s.key, "title": s.title, "captions": s.captions, "images": packer.add(rgb),
-                          "layers": layers})
+        meta_sets.append({"key": s.key, "title": s.title, "captions": s.captions, "labels": s.labels,
+                          "images": packer.add(rgb), "layers": layers})
     cfg = info["model"]
     meta = {"model": cfg["name"], "resolution": cfg["resolution"], "num_classes": cfg["num_classes"],
+            "class_names": info.get("class_names"),
             "step": info.get("step"), "ema": bool(info.get("ema")), "seed": info.get("seed"),
             "path": str(info.get("path")), "notes": info.get("notes", []), "sets": meta_sets,
             "max_error": worst, "colour_maps": _colour_maps()}
@@ -279,9 +286,13 @@ def render_page(meta: dict, payload: bytes) -> str:
     blob = base64.b64encode(zlib.compress(payload, 9)).decode("ascii")
     meta = {**meta, "payload_bytes": len(payload), "written": datetime.datetime.now().astimezone().isoformat(
         timespec="seconds"), "version": sagan.__version__}
-    meta_json = json.dumps(meta, separators=(",", ":")).replace("</", "<\\/")
+    # every "<" escaped: no text of the data (a caption, a class name, a path) can close the <script> or open
+    # a comment in it; JSON.parse reads \u003c back as "<"
+    meta_json = json.dumps(meta, separators=(",", ":")).replace("<", "\\u003c")
     which = "G_ema" if meta["ema"] else "G (raw, not G_ema)"
     classes = f"{meta['num_classes']} classes" if meta["num_classes"] else "unconditional"
+    if meta["num_classes"] and meta.get("class_names"):
+        classes += ": " + ", ".join(meta["class_names"])
     title = f"sagan explore: {meta['model']} at step {meta['step']}"
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -295,7 +306,7 @@ style-src 'unsafe-inline'; img-src data: blob:">
 </head>
 <body>
 <h1>{_e(title)}</h1>
-<p class="info" id="info">Model <b>{_e(meta['model'])}</b> ({meta['resolution']} px, {classes}), step \
+<p class="info" id="info">Model <b>{_e(meta['model'])}</b> ({meta['resolution']} px, {_e(classes)}), step \
 <b>{_e(meta['step'])}</b>,
 generator <b>{_e(which)}</b>, seed <b>{_e(meta['seed'])}</b>, from <code>{_e(meta['path'])}</code>.
 Written {_e(meta['written'])} by sagan {_e(meta['version'])}; self-contained, works offline.</p>
@@ -335,6 +346,8 @@ def _trim(sets: list[ImageSet], excess: float, page_per_byte: float) -> bool:
             return True
         keep = torch.linspace(0, n - 1, max(smallest, n - cut)).round().long()  # a strip keeps its ends
         s.images, s.captions = s.images[keep], [s.captions[i] for i in keep.tolist()]
+        if s.labels is not None:
+            s.labels = [s.labels[i] for i in keep.tolist()]
         for layer in s.layers:
             layer.rows = layer.rows[keep]
         return True

@@ -78,7 +78,7 @@ def _fmt(v: object) -> str:
 # Sections
 
 
-def _samples_section(run: Path, max_grids: int) -> str:
+def _samples_section(run: Path, max_grids: int, class_names: list[str] | None = None) -> str:
     files = sorted((p for p in (run / "samples").glob("step_*.png") if _STEP_PNG.search(p.name)),
                    key=lambda p: int(_STEP_PNG.search(p.name).group(1)))
     if len(files) > max_grids:  # evenly spaced, always the first and the last
@@ -98,7 +98,9 @@ def _samples_section(run: Path, max_grids: int) -> str:
         figures.append(f"<figure>{_img(png, caption, 'pixel', width)}<figcaption>{_e(caption)}</figcaption></figure>")
     if not figures:
         return '<p class="muted">No sample grids in samples/ yet.</p>'
-    return ('<p class="small muted">The same fixed latents (and labels) at each step, drawn by G_ema.</p>'
+    rows = (f" Row by row, the classes {', '.join(class_names[:10])}" + (" (the first 10)" if len(class_names) > 10
+                                                                         else "") + "." if class_names else "")
+    return (f'<p class="small muted">The same fixed latents (and labels) at each step, drawn by G_ema.{_e(rows)}</p>'
             f'<div class="grid">{"".join(figures)}</div>')
 
 
@@ -153,7 +155,8 @@ def _attention_section(run: Path, seed: int, grid: int) -> str:
                                 seed=seed, num=2)
     except SaganError as exc:
         return f'<p class="muted">No attention maps: {_e(exc)}</p>'
-    png = draw_attention(study.images, study.layers, study.points, title=study.title())
+    png = draw_attention(study.images, study.layers, study.points, title=study.title(),
+                         image_labels=study.image_labels)
     names = ", ".join(f"{m.name} (maps of different points differ by {query_spread(m.maps):.2f} on average, "
                       "total variation)" for m in study.layers)
     return (f'<p class="small muted">{_e(study.title())}. Layers {_e(names)}. G: the generator\'s block at that '
@@ -286,9 +289,21 @@ def _config_section(run: Path) -> tuple[str, dict]:
     return f'<div class="grid">{"".join(parts)}</div>', config
 
 
-def _summary(run: Path, train: list[dict], config: dict) -> str:
+def _class_names(run: Path, config: dict) -> list[str] | None:
+    """The run's class names in index order, from config.yaml or the exported generator; None if not recorded."""
+    if config.get("class_names") is not None:
+        return list(config["class_names"])
+    try:
+        return json.loads((run / "generator.json").read_text()).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _summary(run: Path, train: list[dict], config: dict, class_names: list[str] | None = None) -> str:
     rows = [("run folder", str(run.resolve())), ("model", config.get("model", "?")),
             ("data", config.get("data", "?"))]
+    if class_names:
+        rows.append(("classes", f"{len(class_names)}: {', '.join(class_names)}"))
     if train:
         last = train[-1]
         rows.append(("last logged step", f"{last['step']} of max {config.get('max_steps', '?')}"))
@@ -368,10 +383,11 @@ def build_report(run: str | Path, out: str | Path | None = None, attention: bool
     evals = _last_per_step(r for r in records if r.get("kind") == "eval")
     alarms = [r for r in records if r.get("kind") == "alarm"]
     config_html, config = _config_section(run)
+    class_names = _class_names(run, config)
     explorer = (Path(out) if out else run / "report.html").parent / "explore.html"
     sections = [
-        ("summary", "Summary", _summary(run, train, config) + _alarms_section(alarms)),
-        ("samples", "Samples over training", _samples_section(run, max_grids)),
+        ("summary", "Summary", _summary(run, train, config, class_names) + _alarms_section(alarms)),
+        ("samples", "Samples over training", _samples_section(run, max_grids, class_names)),
         ("curves", "Training curves and health", _curves_section(train, [a["step"] for a in alarms])),
         ("attention", "Attention maps",
          _explorer_link(explorer)

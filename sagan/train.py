@@ -73,6 +73,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     """The stages of a run, in order; each is a function below or in sagan.training."""
     run = prepare_run_folder(Path(cfg.out), rt)
     parts = build_parts(cfg, rt)
+    cfg = cfg.with_class_names(parts.data.class_names if parts.mcfg.num_classes else [])  # config, checkpoints
     counters = restore(parts, cfg, rt, run)  # a new run's counters are zeros
     check_same_start(rt, counters.step, str(run))
     _wrap(parts, cfg, rt)
@@ -260,5 +261,6 @@ def _finish(parts: TrainingParts, c: Counters, cfg: TrainConfig, rt: Runtime, ru
         labels = ({"labels": cfg.labels, "label_column": cfg.label_column, "allow_unlabelled": cfg.allow_unlabelled}
                   if cfg.labels else None)
         export_generator(parts.g_ema, parts.mcfg, run / "generator", {"step": c.step, "ema": True, "data": cfg.data,
-                                                                      "labels": labels})
+                                                                      "labels": labels,
+                                                                      "class_names": cfg.class_names})
     return summary

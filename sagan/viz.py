@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +223,7 @@ class AttentionStudy:
     layers: list[LayerMaps]
     points: list[tuple[int, int]]  # (x, y) in image pixels
     info: dict  # "path", "step", "model", "ema", "source" ("generated, seed S" or the image file)
+    image_labels: list[str] = field(default_factory=list)  # each image's class name, for a conditional model
 
     def title(self) -> str:
         model = (self.info.get("model") or {}).get("name", "?")
@@ -231,17 +232,19 @@ class AttentionStudy:
 
 
 def attention_study(target: str | Path, points: Sequence[tuple[int, int]] = (), grid: int = 3, seed: int = 0,
-                    class_index: int | None = None, num: int = 1, image: str | Path | None = None,
+                    class_index: int | str | None = None, num: int = 1, image: str | Path | None = None,
                     nets: Sequence[str] | None = None, ema: bool = True,
                     device: str | torch.device = "cpu") -> AttentionStudy:
     """Attention maps of a run, checkpoint or exported generator, ready for `draw_attention`.
 
-    Without `image`: `num` images generated with `seed` (and `class_index`), seen by G's layers and, where
-    the target has D (run folder or checkpoint), by D's. With `image`: that file passed through D.
+    Without `image`: `num` images generated with `seed` (and `class_index`: a class index or name), seen by
+    G's layers and, where the target has D (run folder or checkpoint), by D's. With `image`: that file passed
+    through D (as class `class_index`, where given, for D's projection head).
     `points` (x, y) in image pixels, or a `grid` x `grid` of them. `nets`: a subset of ("G", "D").
     """
     from sagan.checkpoint import load_generator
     from sagan.errors import ConfigError
+    from sagan.run_data import class_name, resolve_class
     from sagan.sampling import sample_labels, sample_latents
 
     exported = Path(target).suffix == ".safetensors"
@@ -252,10 +255,8 @@ def attention_study(target: str | Path, points: Sequence[tuple[int, int]] = (), 
         raise ConfigError("a real image (--image) goes through D only: G's attention needs generated images")
     generator, info = load_generator(target, ema=ema, map_location=device)
     cfg = info["model"]
-    size, classes = cfg["resolution"], cfg["num_classes"]
-    if class_index is not None and not 0 <= class_index < classes:
-        raise ConfigError(f"class {class_index}: the model is "
-                          + (f"conditional with classes 0..{classes - 1}" if classes else "unconditional"))
+    size, classes, names = cfg["resolution"], cfg["num_classes"], info.get("class_names")
+    class_index = resolve_class(class_index, classes, names, what=f"model {cfg['name']}")
     points = list(points) or grid_points(size, grid)
     for x, y in points:
         if not (0 <= x < size and 0 <= y < size):
@@ -267,18 +268,21 @@ def attention_study(target: str | Path, points: Sequence[tuple[int, int]] = (), 
         z = sample_latents(num, cfg["z_dim"], torch.Generator().manual_seed(seed))
         y = sample_labels(num, classes, class_index)
         images, g_layers = generator_attention(generator, z, y, points)
-        source = f"generated images (seed {seed}" + (f", class {class_index})" if class_index is not None else ")")
+        source = f"generated images (seed {seed}" + (
+            f", class {names[class_index]})" if class_index is not None and names else
+            f", class {class_index})" if class_index is not None else ")")
         if "G" in nets:
             layers += g_layers
     else:
         images = load_image(image, size, cfg["img_channels"])
         y = None if class_index is None else torch.full((1,), class_index, dtype=torch.long)
-        source = f"the image {Path(image).name}"
+        source = f"the image {Path(image).name}" + (
+            f" as {class_name(class_index, names)}" if class_index is not None else "")  # D's projection label
     if "D" in nets:
         discriminator, _ = load_discriminator(info["path"], device)
         layers += discriminator_attention(discriminator, images, y, points)
     info = {**info, "source": source}
-    return AttentionStudy(images, layers, points, info)
+    return AttentionStudy(images, layers, points, info, [] if y is None else [class_name(int(k), names) for k in y])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -322,13 +326,14 @@ def overlay(image: torch.Tensor, attention: torch.Tensor, alpha: float = 0.55, c
 
 def draw_attention(images: torch.Tensor, layers: Sequence[LayerMaps], points: Sequence[tuple[int, int]],
                    path: str | Path | None = None, title: str | None = None, cell: float = 1.5,
-                   relative: bool = False) -> bytes:
+                   relative: bool = False, image_labels: Sequence[str] = ()) -> bytes:
     """The SAGAN figure: per image and layer, the image with its query points, then each point's map.
 
     Each map is stretched to its own range; its title gives its peak weight relative to uniform attention.
     relative: draw each map divided by the mean map of all the query points instead, which shows what is
     specific to each query when the maps share a common focus. images: (B, C, H, W) uint8 or in [-1, 1];
-    every layer's maps cover the same images and points. Returns the PNG bytes, written to `path` if given.
+    every layer's maps cover the same images and points; image_labels: a caption per image (e.g. its class).
+    Returns the PNG bytes, written to `path` if given.
     """
     plt = _pyplot()
     rows = [(b, layer) for b in range(images.shape[0]) for layer in layers]
@@ -346,8 +351,10 @@ def draw_attention(images: torch.Tensor, layers: Sequence[LayerMaps], points: Se
         for i, (x, y) in enumerate(points):
             ax.plot(x, y, "o", ms=6, mfc=POINT_COLOURS[i % 10], mec="white", mew=1.2)
         h = layer.maps.shape[-1]
-        ax.set_ylabel(f"{layer.name}\n{layer.feature_size}px, keys {h}px" + (f"\nimage {b}" if images.shape[0] > 1
-                                                                            else ""), fontsize=7)
+        label = image_labels[b] if b < len(image_labels) else ""
+        which = ": ".join(t for t in (f"image {b}" if images.shape[0] > 1 else "", label) if t)
+        ax.set_ylabel(f"{layer.name}\n{layer.feature_size}px, keys {h}px" + (f"\n{which}" if which else ""),
+                      fontsize=7)
         if r == 0:
             ax.set_title("query points", fontsize=8)
         mean = layer.maps[b].mean(0)  # (h, w): the map of the average query
@@ -384,20 +391,42 @@ def _save(fig, path: str | Path | None) -> bytes:
     return data
 
 
-def image_grid(images: torch.Tensor, nrow: int = 8, path: str | Path | None = None) -> bytes:
-    """Images (N, C, H, W), uint8 or in [-1, 1], tiled as a PNG grid (returned, and written to `path`)."""
+def image_grid(images: torch.Tensor, nrow: int = 8, path: str | Path | None = None,
+               row_names: Sequence[str] | None = None) -> bytes:
+    """Images (N, C, H, W), uint8 or in [-1, 1], tiled as a PNG grid (returned, and written to `path`).
+
+    row_names: a name for each row of the grid (e.g. its class), written in a margin on its left.
+    """
     from PIL import Image
     from torchvision.utils import make_grid
 
     if images.dtype != torch.uint8:
         images = (images.detach().float().clamp(-1, 1) + 1).mul(127.5).round().to(torch.uint8)
     grid = make_grid(images.cpu(), nrow=nrow, padding=1, pad_value=255)  # (3, H', W') uint8
+    picture = Image.fromarray(grid.permute(1, 2, 0).numpy())
+    if row_names:
+        picture = _name_rows(picture, row_names, images.shape[-2] + 1)
     buffer = io.BytesIO()
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
+    picture.save(buffer, format="PNG")
     data = buffer.getvalue()
     if path is not None:
         Path(path).write_bytes(data)
     return data
+
+
+def _name_rows(picture, names: Sequence[str], row_height: int):
+    """A grid picture with a white margin on its left holding each row's name, centred on the row."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(8, min(14, row_height // 3)))
+    draw = ImageDraw.Draw(picture)
+    width = max(int(draw.textlength(n, font=font)) for n in names) + 8
+    out = Image.new("RGB", (picture.width + width, picture.height), (255, 255, 255))
+    out.paste(picture, (width, 0))
+    draw = ImageDraw.Draw(out)
+    for i, name in enumerate(names):
+        draw.text((width - 4, 1 + i * row_height + row_height // 2), name, fill=(0, 0, 0), font=font, anchor="rm")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -88,7 +88,8 @@ def test_page_says_what_it_holds(page, run):
     text, meta = page.read_text(), _meta(page)
     assert meta["model"] == "sagan_32" and meta["step"] == 6 and meta["ema"] is True and meta["seed"] == SEED
     words = " ".join(re.sub(r"<[^>]+>", "", text).split())
-    for phrase in ("Model sagan_32 (32 px, 2 classes), step 6, generator G_ema, seed 5", "largest error of any weight"):
+    for phrase in ("Model sagan_32 (32 px, 2 classes: circles, squares), step 6, generator G_ema, seed 5",
+                   "largest error of any weight"):
         assert phrase in words, phrase
     assert 0 < meta["max_error"] < 1 / 510 + 1e-9
     assert [s["key"] for s in meta["sets"]] == ["generated", "real", "latents", "classes"]

@@ -354,7 +354,7 @@ def test_sample_command(tiny_folder, tmp_path):
     assert class1 == 0 and (np.load(tmp_path / "c1.npz")["images"] == per_class["images"][4:]).all()
     from PIL import Image
     width, height = Image.open(tmp_path / "pc.png").size
-    assert (width, height) == (1 + 4 * 33, 1 + 2 * 33), "4 columns, one row per class, 1-px padding"
+    assert height == 1 + 2 * 33 and width > 1 + 4 * 33, "4 columns, one row per class (named on its left)"
     assert main(["sample", str(run), "--per-class", "0", "--grid", str(tmp_path / "x.png")]) == 2
     assert main(["sample", str(run), "--per-class", "2", "--class", "1", "--grid", str(tmp_path / "y.png")]) == 2
     assert not (tmp_path / "y.png").exists()

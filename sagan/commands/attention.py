@@ -9,7 +9,7 @@ from sagan.errors import ConfigError, SaganError
 
 EXAMPLES = """examples:
   sagan attention runs/fmnist --out maps.png                 # a generated image, a 3x3 grid of query points
-  sagan attention runs/fmnist --out maps.png --points 8,8 24,24 16,4 --seed 3 --class 7
+  sagan attention runs/fmnist --out maps.png --points 8,8 24,24 16,4 --seed 3 --class Sneaker
   sagan attention runs/fmnist --out real.png --image shoe.png  # a real image through D's attention
   sagan attention runs/fmnist/generator.safetensors --out g.png --grid 4 --num 3
 
@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", type=int, default=3, metavar="N",
                         help="without --points: an N x N grid of query points (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="latent seed of the generated images (default: 0)")
-    parser.add_argument("--class", dest="class_index", type=int, metavar="K", help="class to generate (conditional)")
+    parser.add_argument("--class", dest="class_index", metavar="NAME|K",
+                        help="class to generate, by name or index (conditional models)")
     parser.add_argument("--num", type=int, default=1, help="generated images to show (default: %(default)s)")
     parser.add_argument("--image", metavar="FILE", help="a real image to pass through D instead of a generated one")
     parser.add_argument("--net", choices=("g", "d", "both"), default=None,
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                             ema=not args.no_ema, device=args.device)
     try:
         draw_attention(study.images, study.layers, study.points, args.out, title=study.title(),
-                       relative=args.relative)
+                       relative=args.relative, image_labels=study.image_labels)
     except OSError as exc:
         raise SaganError(f"cannot write {args.out}: {exc.strerror}") from None
     print(f"wrote {args.out}: {study.title()}", file=sys.stderr)

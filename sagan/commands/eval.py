@@ -139,15 +139,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.target} holds images: say what to compare them with, e.g. --against fashion-mnist")
     against = args.against
     labels = {"labels": args.labels, "label_column": args.label_column, "allow_unlabelled": args.allow_unlabelled}
-    if against is None and kind in ("run", "checkpoint"):
+    if kind in ("run", "checkpoint") and (against is None or not args.labels):
         from sagan.checkpoint import load_generator
+        from sagan.run_data import RunData
 
-        info = load_generator(args.target, ema=not args.no_ema)[1]
-        against = info.get("data")
+        run = RunData.from_info(load_generator(args.target, ema=not args.no_ema)[1])
+        against = against or run.data
         if not against:
             raise ConfigError(f"{args.target} does not record its training data; pass --against REF")
-        if not args.labels and info.get("labels"):  # the run's own labels file, as it trained on it
-            labels.update(info["labels"])
+        if not args.labels:  # the run's own data with its own labels file, as it trained on it
+            labels.update(run.label_options(against))
     _check_paths(against, labels)
     features = args.features.lower() if args.features else None
     weights = _weights_for(features, against, args)

@@ -9,7 +9,7 @@ from sagan.errors import ConfigError
 
 EXAMPLES = """examples:
   sagan explore runs/fmnist                          # writes runs/fmnist/explore.html (sagan report links to it)
-  sagan explore runs/fmnist --num 8 --class 7 --seed 3 --out shoes.html
+  sagan explore runs/fmnist --num 8 --class Sneaker --seed 3 --out shoes.html
   sagan explore runs/fmnist/generator.safetensors    # G's attention only (an exported generator has no D)
 
 The page holds every attention row of every attention layer: hover over (or click, to pin) any pixel of an
@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="FILE.html",
                         help="page to write (default: RUN/explore.html for a run folder, else ./explore.html)")
     parser.add_argument("--num", type=int, default=16, help="generated (and real) images (default: %(default)s)")
-    parser.add_argument("--class", dest="class_index", type=int, metavar="K",
-                        help="generate only class K (default: spread over the classes)")
+    parser.add_argument("--class", dest="class_index", metavar="NAME|K",
+                        help="generate only this class, by name or index (default: spread over the classes)")
     parser.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
     parser.add_argument("--frames", type=int, default=8,
                         help="images per interpolation strip, 0 for none (default: %(default)s)")

@@ -60,12 +60,13 @@ def load_samples(target: str, num: int | None = None, seed: int = 0, ema: bool =
         generator, meta = load_generator(str(path), ema=ema, map_location=device)
         n = 10_000 if num is None else num
         wanted, how = generated_labels(generator.num_classes, n, seed, against, generator.resolution,
-                                       **(reference or {}))
+                                       class_names=meta.get("class_names"), **(reference or {}))
         t0 = time.perf_counter()
         images = generate(generator, n, seed=seed, batch_size=batch_size, labels=wanted)
         info.update(checkpoint=str(meta.get("path")), step=meta.get("step"), ema=bool(meta.get("ema")),
                     model=(meta.get("model") or {}).get("name"), data=meta.get("data"),
-                    generation_seconds=round(time.perf_counter() - t0, 3), generated_labels=how, labels=wanted)
+                    generation_seconds=round(time.perf_counter() - t0, 3), generated_labels=how, labels=wanted,
+                    generated_class_names=meta.get("class_names") or None)
         return images.cpu(), info
     images = read_npz_images(path) if kind == "npz" else load_image_folder(path)[0]  # labels unused here
     if num is not None:

@@ -51,19 +51,21 @@ def _samples(out: Path, study: dict) -> str:
     from sagan.sampling import generate
     from sagan.viz import image_grid
 
-    figures = []
+    figures, names = [], None
     for arm in study["summary"]["arms"]:
         run = _first_run(out, study, arm)
         if run is None:
             continue
         generator, info = load_generator(run)
+        names = names or info.get("class_names")
         png = image_grid(generate(generator, 32, seed=0), nrow=8)
         figures.append(f'<figure>{_img(png, arm, css="pixel", width=300)}<figcaption>{_e(arm)}, '
                        f'{_e(run.name)}, step {_e(info.get("step"))}</figcaption></figure>')
     if not figures:
         return '<p class="muted">No finished run yet.</p>'
+    classes = f" (the classes in turn, row by row: {_e(', '.join(names))})" if names else ""
     return ('<p class="small muted">G_ema of each arm\'s first finished seed, at the end of its budget; the same '
-            f'32 latents (seed 0) and labels in every grid.</p><div class="grid">{"".join(figures)}</div>')
+            f'32 latents (seed 0) and labels{classes} in every grid.</p><div class="grid">{"".join(figures)}</div>')
 
 
 def _attention(out: Path, study: dict) -> str:
@@ -78,7 +80,8 @@ def _attention(out: Path, study: dict) -> str:
             maps = attention_study(run, grid=3, seed=0, num=2, nets=("G",))
         except SaganError:
             continue  # an arm without attention in G
-        png = draw_attention(maps.images, maps.layers, maps.points, title=f"{arm}: {maps.title()}")
+        png = draw_attention(maps.images, maps.layers, maps.points, title=f"{arm}: {maps.title()}",
+                             image_labels=maps.image_labels)
         figures.append(f"<figure>{_img(png, f'{arm} attention')}</figure>")
     if not figures:
         return '<p class="muted">No arm with attention in G has finished.</p>'

@@ -93,11 +93,11 @@ def _evaluate(spec: StudySpec, cfg, checkpoint: Path, state: dict) -> dict:
     from sagan.checkpoint import load_generator
     from sagan.metrics import evaluate_generator
     from sagan.metrics.evaluation import scores_only
+    from sagan.run_data import RunData
 
     g_ema, _ = load_generator(checkpoint, ema=True)
     against = spec.eval.get("against", cfg.data)
-    own = {"labels": cfg.labels, "label_column": cfg.label_column, "allow_unlabelled": cfg.allow_unlabelled} \
-        if against == cfg.data else {}  # the run's own data keeps its labels file
+    own = RunData.from_config(cfg).label_options(against)  # the run's own data keeps its labels file
     result = evaluate_generator(g_ema, against=against, num=spec.eval["num"], seed=0,
                                 metrics=spec.eval["metrics"], features=spec.eval.get("features"),
                                 data_root=cfg.data_root, step=state["step"], ema=True, checkpoint=str(checkpoint),
