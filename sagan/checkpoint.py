@@ -170,7 +170,7 @@ def load_generator(target: str | Path, ema: bool = True,
     """G (G_ema by default) in eval mode from a run folder, checkpoint or exported .safetensors, and its info.
 
     info: {"model": ModelConfig dict, "step", "path", "ema", "data", "data_root", "labels", "class_names"};
-    "labels" holds the run's labels, label_column and allow_unlabelled settings (sagan.labels) where it had a
+    "labels" holds the run's labels, label_column and allow_unlabelled settings (sagan.data.labels) where it had a
     labels file; "class_names" the names of the model's classes in index order ([] when unconditional, None
     for a run from before they were recorded).
     """
