@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sagan.regularize.base import Regularizer
 
@@ -24,7 +25,10 @@ def gradient_penalty(discriminator: nn.Module, x: torch.Tensor, y: torch.Tensor 
     Differentiable with respect to D's parameters (the gradient is taken with create_graph=True).
     """
     x = x.detach().requires_grad_(True)
-    logits = discriminator(x, y)
+    # attention through the plain-maths kernel: CUDA's fused attention kernels have no double backward, and the
+    # maths kernel's (N, N/4) matrix is small at the sizes attention sits at (32x32 and below)
+    with sdpa_kernel([SDPBackend.MATH]):
+        logits = discriminator(x, y)
     (grad,) = torch.autograd.grad(logits.float().sum(), x, create_graph=True)
     return grad.float().square().flatten(1).sum(1).mean()
 
