@@ -99,6 +99,13 @@ def color(x: torch.Tensor, p: float = 1.0) -> torch.Tensor:
 OPS = {"translation": translation, "cutout": cutout, "color": color}
 
 
+def random_flip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image of x (B, C, H, W) left-right with probability p: the data set's x-flips (StyleGAN2-ADA's
+    `--mirror`, for data whose mirror images are as likely as the images) and bCR's flip. Not among the
+    policies, which are the DiffAugment paper's three."""
+    return torch.where(_per_sample(x, p), x.flip(-1), x)
+
+
 def diff_augment(x: torch.Tensor, policy: str | tuple[str, ...], p: float = 1.0) -> torch.Tensor:
     """Apply each operation of `policy` to each image of `x` (B, C, H, W) independently with probability p.
 

@@ -11,7 +11,7 @@ import yaml
 from sagan.augment import parse_policy
 from sagan.errors import ConfigError, did_you_mean
 
-LOSSES = ("hinge", "ns")
+LOSSES = ("hinge", "ns", "rpgan")  # sagan.losses.LOSSES
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -63,7 +63,32 @@ class TrainConfig:
     # ninth of a 20-minute CPU run of ~180k images)
     augment_p: float | str = field(default=1.0, metadata={"words": ("auto",)})
     ada_kimg: float = 20.0
+    # StyleGAN2-ADA's --mirror: each real image x-flipped with probability 1/2, for data whose mirror images are as
+    # likely as the images (not text or digits); augment.random_flip
+    mirror: bool = False
+    # ---- faster-converging terms of D's loss (sagan.regularize); all off (0) by default, SAGAN's own recipe ----
+    # R1 on reals / R2 on fakes (Mescheder et al. 2018; R3GAN uses both with loss: rpgan): gamma of
+    # gamma/2 * E|grad_x D(x)|^2, computed every reg_every D steps and scaled by reg_every (StyleGAN2's lazy
+    # regularisation: 16)
+    r1_gamma: float = 0.0
+    r2_gamma: float = 0.0
+    reg_every: int = 16
+    # LeCam (Tseng et al. 2021): weight of the penalty towards EMA anchors of D(real), D(fake), and their decay
+    lecam_weight: float = 0.0
+    lecam_decay: float = 0.99
+    # balanced consistency (bCR, Zhao et al. 2021): weights of mean((D(x) - D(T(x)))^2) on reals and on fakes (the
+    # paper: 10 and 10); T is a random x-flip (bcr_flip) then the DiffAugment policies bcr_augment
+    bcr_real: float = 0.0
+    bcr_fake: float = 0.0
+    bcr_augment: str = "translation"
+    bcr_flip: bool = True
+    # FastGAN's self-supervised D (Liu et al. 2021): weight of the decoder's reconstruction error on reals; needs
+    # a discriminator built with a decoder, e.g. model_args: {d_recon: 8}
+    recon_weight: float = 0.0
     ema_decay: float = 0.999
+    # G_ema's half-life in thousands of real images (StyleGAN2-ADA's ema_kimg, there 10 for batch 32 to 64); 0 keeps
+    # ema_decay. The decay per step is then 0.5 ** (images per step / (ema_kimg * 1000)): ema_decay_per_step()
+    ema_kimg: float = 0.0
     ema_start: int = 0  # G_ema copies G until this step, then averages (with a warm-up, see train.ema_decay_at)
     # G_ema's batch-norm statistics are recomputed from this many of its samples before every grid, evaluation
     # and checkpoint (sampling.standing_statistics); 0 keeps the raw G's copied statistics
@@ -91,15 +116,16 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad value; return self."""
         positive = ("batch_size", "lr_g", "lr_d", "n_dis", "max_steps", "log_every", "sample_every",
-                    "checkpoint_every", "keep_checkpoints", "eval_num", "dist_timeout", "ada_kimg")
+                    "checkpoint_every", "keep_checkpoints", "eval_num", "dist_timeout", "ada_kimg", "reg_every")
         for key in positive:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
-        for key in ("beta1", "beta2", "ema_decay"):
+        for key in ("beta1", "beta2", "ema_decay", "lecam_decay"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
         for key in ("max_minutes", "threads", "eval_every", "ema_start", "standing_samples",
-                    "mode_seeking"):
+                    "mode_seeking", "r1_gamma", "r2_gamma", "lecam_weight", "bcr_real", "bcr_fake", "recon_weight",
+                    "ema_kimg"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.mode_seeking and self.batch_size % 2:
@@ -110,6 +136,9 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
         parse_policy(self.augment)
+        parse_policy(self.bcr_augment)
+        if (self.bcr_real or self.bcr_fake) and not (self.bcr_flip or parse_policy(self.bcr_augment)):
+            raise ConfigError("bcr_real/bcr_fake need a transform: set bcr_augment (e.g. translation) or bcr_flip=true")
         if self.augment_p != "auto" and not (isinstance(self.augment_p, (int, float)) and 0 <= self.augment_p <= 1):
             raise ConfigError(f"augment_p must be in [0, 1] or auto, got {self.augment_p}")
         if self.label_column and not self.labels:
@@ -121,6 +150,13 @@ class TrainConfig:
         if not isinstance(self.model_args, dict):
             raise ConfigError("model_args must be a mapping of model options, e.g. {g_ch: 32}")
         return self
+
+    def ema_decay_per_step(self, world_size: int = 1) -> float:
+        """G_ema's decay per step: ema_decay, or with ema_kimg the decay that halves an old weight's share in
+        ema_kimg thousand real images, at batch_size * n_dis * world_size reals per step."""
+        if not self.ema_kimg:
+            return self.ema_decay
+        return 0.5 ** (self.batch_size * self.n_dis * world_size / (self.ema_kimg * 1000))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

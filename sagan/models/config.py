@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from sagan.errors import ConfigError, did_you_mean
 
 ARCHS = ("resnet", "dcgan")
+# FastGAN's options (arXiv:2101.04775): fields that the stored dict leaves out while they are off, so a
+# checkpoint written before they existed still matches its model when a run resumes
+_OMITTED_WHEN_OFF = {"g_sle": (), "d_recon": 0}
+RECON_MAX_STEPS = 3  # the reconstruction decoder up-samples D's features at most 8x (FastGAN: 8 -> 128 px of 1024)
 
 
 @dataclass
@@ -17,6 +21,11 @@ class ModelConfig:
     Channel widths are `g_ch * g_mult[i]` for the generator's stages from 4x4 up to `resolution`,
     and `d_ch * d_mult[i]` for the discriminator's blocks from `resolution` down. Attention sits after the
     stage whose output feature map has a resolution listed in `g_attention` / `d_attention`.
+
+    FastGAN's parts (Liu et al., ICLR 2021), off by default: `g_sle` lists the generator resolutions whose stage
+    output is gated by skip-layer excitation from the stage at `sle_source(r)` = max(4, r / 16) (FastGAN: 4 -> 64,
+    8 -> 128, ...); `d_recon` is the resolution of the discriminator feature map that a small decoder turns back
+    into the (down-sampled) real image, `recon_resolution()` pixels wide, for the self-supervised loss.
     """
 
     name: str
@@ -34,10 +43,12 @@ class ModelConfig:
     g_spectral_norm: bool = True
     d_spectral_norm: bool = True
     d_min_resolution: int = 4  # resnet D: blocks stop down-sampling at this feature-map size
+    g_sle: tuple[int, ...] = ()  # FastGAN skip-layer excitation into these G resolutions
+    d_recon: int = 0  # FastGAN reconstruction decoder from D's feature map of this resolution (0: none)
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("g_mult", "d_mult", "g_attention", "d_attention"):
+        for name in ("g_mult", "d_mult", "g_attention", "d_attention", "g_sle"):
             setattr(self, name, tuple(int(v) for v in getattr(self, name)))
         self.validate()
 
@@ -63,6 +74,15 @@ class ModelConfig:
 
     def d_widths(self) -> list[int]:
         return [self.d_ch * m for m in self.d_mult]
+
+    @staticmethod
+    def sle_source(resolution: int) -> int:
+        """The G resolution whose feature map gates the stage at `resolution` (FastGAN's 16x apart, from 4x4 up)."""
+        return max(4, resolution // 16)
+
+    def recon_resolution(self) -> int:
+        """Width in pixels of the reconstruction decoder's output (0 when there is no decoder)."""
+        return min(self.resolution, self.d_recon * 2**RECON_MAX_STEPS) if self.d_recon else 0
 
     def validate(self) -> None:
         """Raise ConfigError naming the first inconsistent field."""
@@ -93,10 +113,27 @@ class ModelConfig:
                 width = widths[resolutions.index(r)]
                 if width % 8 or r < 2:
                     raise ConfigError(f"{net}_attention at {r}x{r} needs a width divisible by 8, got {width}")
+        self._validate_fastgan()
+
+    def _validate_fastgan(self) -> None:
+        g_res = self.g_resolutions()
+        for r in self.g_sle:
+            if r not in g_res or r <= 4:
+                raise ConfigError(f"g_sle at {r}x{r}: skip-layer excitation goes into a G feature map of "
+                                  f"{sorted(set(g_res) - {4})}")
+        if len(set(self.g_sle)) != len(self.g_sle):
+            raise ConfigError(f"g_sle lists a resolution twice: {list(self.g_sle)}")
+        if self.d_recon:
+            d_res = self.d_resolutions()
+            if self.d_recon not in d_res or self.d_recon >= self.resolution:
+                raise ConfigError(f"d_recon {self.d_recon}: the decoder reads a D feature map of "
+                                  f"{sorted(set(d_res))} (0 for none)")
 
     def to_dict(self) -> dict:
+        """The fields as plain lists and numbers, without the FastGAN options while they are off."""
         d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
+                if not (k in _OMITTED_WHEN_OFF and v == _OMITTED_WHEN_OFF[k])}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:

@@ -41,5 +41,8 @@ class DCGANDiscriminator(StagedDiscriminator):
         self.set_blocks(DownConv(a, b, self.sn) for a, b in zip(self.in_widths, self.widths))
         self.head = ProjectionHead(self.widths[-1] * 4 * 4, cfg.num_classes, self.sn)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.trunk(x).flatten(1), y)  # (B,)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, reconstruct: bool = False):
+        """Logits (B,); with `reconstruct`, (logits, the decoder's image of x (B, C, r, r))."""
+        h, image = self.trunk_for(x, reconstruct)
+        logits = self.head(h.flatten(1), y)  # (B,)
+        return (logits, image) if reconstruct else logits

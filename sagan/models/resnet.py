@@ -42,6 +42,8 @@ class ResNetDiscriminator(StagedDiscriminator):
         )
         self.head = ProjectionHead(self.widths[-1], cfg.num_classes, self.sn)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = F.relu(self.trunk(x)).sum(dim=(2, 3))  # (B, C): global sum pooling
-        return self.head(h, y)  # (B,)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, reconstruct: bool = False):
+        """Logits (B,); with `reconstruct`, (logits, the decoder's image of x (B, C, r, r))."""
+        h, image = self.trunk_for(x, reconstruct)
+        logits = self.head(F.relu(h).sum(dim=(2, 3)), y)  # global sum pooling: (B, C) -> (B,)
+        return (logits, image) if reconstruct else logits
