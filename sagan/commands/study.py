@@ -35,8 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sagan.study import load_spec, run_study, write_outputs
+    from sagan.study.search_spec import is_search_spec
     from sagan.train import Interrupted
 
+    if is_search_spec(args.spec):  # a spec with `search:` runs successive halving instead of fixed arms
+        from sagan.commands import study_search
+
+        return study_search.run(args)
     spec = load_spec(args.spec)
     out = Path(args.out or Path("studies") / "runs" / spec.name)
     only = [a.strip() for a in args.only.split(",") if a.strip()] if args.only else None
