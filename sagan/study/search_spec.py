@@ -258,7 +258,7 @@ def parse_search_spec(data: dict, source: str = "the spec") -> tuple[SearchSpec,
     if direction not in ("minimize", "maximize"):
         raise ConfigError(f"search direction must be minimize or maximize, got {direction!r}")
     spec = SearchSpec(data["name"], base, space, grid, samples, sampler_seed, metric, direction == "maximize", first,
-                      eta, rungs, finalists, seed, list(seeds), {})
+                      eta, rungs, finalists, seed, list(seeds), dict(ev))
     configs = draw_configs(spec)
     # every configuration's train config and model, and the eval, checked as a study's arms are
     spec.eval = parse_spec(_final_dict(spec, configs, spec.seeds), f"search {spec.name!r}").eval
