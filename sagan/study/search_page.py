@@ -55,9 +55,16 @@ def search_notes(study: dict) -> list[str]:
             f"Successive halving, eta {s['eta']}: each rung keeps the best 1/{s['eta']} by {s['metric']} ({better} is "
             f"better) and trains them {s['eta']} times longer, continuing each run from its checkpoint; screening "
             f"seed {s['seed']}. Rungs: {plan}.",
-            f"Final: the best {s['finalists']} of the last rung and the base (`baseline`) run again over the fresh "
-            f"seeds {', '.join(map(str, spec['seeds']))} at the last rung's budget, compared by the study's "
-            "intervals (runs and page in final/)."]
+            f"Final: the best {s['finalists']} of the last rung and the base config (arm base, the baseline) run again "
+            f"over the fresh seeds {', '.join(map(str, spec['seeds']))} at the last rung's budget, compared by the "
+            "study's intervals (runs and page in final/)."]
+
+
+def finalist_settings(study: dict) -> str:
+    """The finalists' settings in words: 'c03: lr_d 0.000231, batch_size 16; ...'."""
+    by_id = {c["id"]: c["overrides"] for c in study["configs"]}
+    return "; ".join(f"{cid}: " + ", ".join(f"{k} {_value(v)}" for k, v in by_id[cid].items())
+                     for cid in study.get("finalists") or [])
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -90,6 +97,7 @@ def search_markdown(study: dict) -> str:
     if final is None:
         lines.append("Not run yet: it starts when the last rung is finished.")
     else:
+        lines += [f"- Finalists (best first): {finalist_settings(study)}; `base` is the base config."]
         lines += [f"- {n}" for n in notes(final)] + [""] + _md_table(*arm_rows(final))
         lines += ["", "Against the baseline:", ""] + _md_table(*versus_rows(final))
     return "\n".join(lines) + "\n"
@@ -114,7 +122,9 @@ def write_search_page(study: dict, path: Path) -> Path:
     if final is None:
         final_html = '<p class="muted">Not run yet: it starts when the last rung is finished.</p>'
     else:
-        final_html = ("".join(f"<p class='small'>{_e(n)}</p>" for n in notes(final)) + _table(*arm_rows(final))
+        final_html = (f"<p>Finalists (best first): {_e(finalist_settings(study))}; <code>base</code> is the base "
+                      "config.</p>" + "".join(f"<p class='small'>{_e(n)}</p>" for n in notes(final))
+                      + _table(*arm_rows(final))
                       + "<h3>Against the baseline</h3>" + _table(*versus_rows(final))
                       + '<p><a href="final/study.html">Curves, samples and attention maps of the final runs</a></p>')
     sections = [

@@ -40,7 +40,7 @@ SEARCH_SPEC_KEYS = ("name", "base", "search", "seeds", "eval")
 SEARCH_KEYS = ("space", "grid", "samples", "sampler_seed", "metric", "direction", "first_steps", "eta", "rungs",
                "finalists", "seed")
 RANGES = ("log_uniform", "uniform", "int", "choice")
-BASELINE = "baseline"
+BASELINE = "base"
 # the eval metric that fills each score family
 _FAMILY = {"fd": "fd", "fid": "fd", "kid": "kid", "is": "is", "precision": "pr", "recall": "pr", "density": "dc",
            "coverage": "dc"}

@@ -74,7 +74,7 @@ def test_a_good_space_draws_the_same_distinct_configurations_every_time():
     # the final seeds may grow without making it another search
     assert parse_search_spec(_with(seeds=[1, 2, 3, 4]))[0].identity() == spec.identity()
     final = spec.final_spec(configs[:1])
-    assert [a.name for a in final.arms] == ["baseline", "c00"] and final.budget == {"steps": 900}
+    assert [a.name for a in final.arms] == ["base", "c00"] and final.budget == {"steps": 900}
     cfg = final.train_config(final.arm("c00"), 1, "x")
     assert cfg.model_args["g_ch"] == configs[0]["overrides"]["model_args.g_ch"] and cfg.lr_d == configs[0]["overrides"][
         "lr_d"]
@@ -253,12 +253,13 @@ def test_the_best_of_each_rung_are_promoted_and_continue_their_runs(finished):
                for k in straight["generator_ema"])
     # the finalist and the base over the fresh seeds, compared by the study's intervals
     arms = study["final"]["summary"]["arms"]
-    assert set(arms) == {"baseline", "c01"} and arms["c01"]["seeds_done"] == [1, 2, 3]
+    assert set(arms) == {"base", "c01"} and arms["c01"]["seeds_done"] == [1, 2, 3]
     assert arms["c01"]["versus_baseline"]["fd_fake"]["verdict"] == "better than the baseline"
-    assert (out / "final" / "runs" / "baseline" / "seed_3" / "config.yaml").exists()
+    assert (out / "final" / "runs" / "base" / "seed_3" / "config.yaml").exists()
     md = (out / "study.md").read_text()
     assert "## Rung 1: 4 configuration(s) at 2 steps" in md and "Promoted: c02, c01 (the best 2 of 4)." in md
     assert "Finalists: c01 (the best 1 of 2)." in md and "| c01 |" in md and "better than the baseline" in md
+    assert "Finalists (best first): c01: lr_d 0.0002;" in md
     page = (out / "study.html").read_text()
     assert "Rung 2: 2 configuration(s) at 4 steps" in page and 'href="final/study.html"' in page
     assert (out / "final" / "study.html").exists()
@@ -308,3 +309,15 @@ def test_a_search_killed_mid_rung_resumes_to_the_same_result(finished, stand_in,
         a = json.loads((out / "runs" / run / "search_run.json").read_text())
         b = json.loads((done / "runs" / run / "search_run.json").read_text())
         assert [(e["step"], e["scores"]) for e in a["rungs"]] == [(e["step"], e["scores"]) for e in b["rungs"]]
+
+
+@pytest.mark.slow
+def test_the_page_renders(finished, tmp_path):
+    from tests.browser import find_chromium, render
+
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (CI installs Debian's chromium)")
+    _, out = finished
+    result = render(out / "study.html", screenshot=tmp_path / "page.png")
+    assert result["errors"] == [] and result["requests"] == [] and result["title"] == "sagan search: tiny-search"
+    assert (tmp_path / "page.png").stat().st_size > 0
