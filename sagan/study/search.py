@@ -202,7 +202,7 @@ def rung_views(spec: SearchSpec, configs: list[dict], out: Path) -> tuple[list[d
                          "promoted": cid in promoted, "fate": fate})
         views.append({"rung": rung + 1, "steps": spec.budgets[rung], "planned": len(ids), "ran": len(scores),
                       "keep": keep, "complete": complete, "promoted": promoted, "rows": rows})
-        if not complete:
+        if not complete or not promoted:  # not finished, or every run failed (the search stopped there)
             return views, None
         ids = promoted
     return views, ids

@@ -79,6 +79,8 @@ def _rung_title(rung: dict) -> str:
 def _rung_summary(rung: dict, last: bool) -> str:
     if not rung["complete"]:
         return "Not finished: rerun the same command to continue."
+    if not rung["promoted"]:
+        return "Every run of this rung failed: the search stopped here."
     what = "Finalists" if last else "Promoted"
     return f"{what}: {', '.join(rung['promoted'])} (the best {rung['keep']} of {rung['planned']})."
 

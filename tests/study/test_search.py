@@ -14,7 +14,7 @@ import yaml
 
 from sagan.checkpoint import latest_checkpoint, load_generator
 from sagan.cli import main
-from sagan.errors import ConfigError
+from sagan.errors import ConfigError, SaganError
 from sagan.study import runner, search
 from sagan.study.rungs import promote, rank, rung_budgets, rung_sizes
 from sagan.study.search_spec import is_search_spec, load_search_spec, parse_search_spec
@@ -166,6 +166,37 @@ def test_every_shipped_search_spec_is_valid(path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the specs name their data and recipe files from the repository root
     spec, configs = load_search_spec(path)
     assert len(configs) == spec.samples and len(spec.seeds) >= 3 and spec.seed not in spec.seeds
+
+
+def test_a_run_whose_loss_became_nan_is_recorded_failed_and_never_promoted(tmp_path, monkeypatch):
+    spec, configs = parse_search_spec(_with(search={"samples": 3}))
+    search.prepare_search_folder(spec, configs, tmp_path, fresh=False)
+    calls = []
+
+    def diverges(cfg):
+        calls.append(cfg.lr_d)
+        raise SaganError("the D loss became NaN or infinite at step 3, so the run stopped without saving that step")
+
+    monkeypatch.setattr(search, "_train", diverges)
+    record = search.run_rung(spec, configs[0], 0, tmp_path)
+    assert record["rungs"] == [{"rung": 0, "steps": 100, "failed": record["rungs"][0]["failed"], "score": None}]
+    assert "NaN" in record["rungs"][0]["failed"]
+    assert search.run_rung(spec, configs[0], 0, tmp_path) == record and len(calls) == 1  # not tried again
+    with pytest.raises(SaganError, match="every run of rung 1 failed"):
+        search.run_search(spec, configs, tmp_path, say=lambda msg: None)
+    views, finalists = search.rung_views(spec, configs, tmp_path)
+    assert finalists is None and views[0]["promoted"] == []
+    assert views[0]["rows"][0]["fate"] == "rank 1 of 3: no score (the run failed); not promoted"
+    search.write_search_outputs(spec, configs, tmp_path, html=False)
+    assert "Every run of this rung failed: the search stopped here." in (tmp_path / "study.md").read_text()
+
+    def no_space(cfg):
+        raise SaganError("cannot write the run folder x: No space left on device; choose another --out")
+
+    monkeypatch.setattr(search, "_train", no_space)  # not the configuration's fault: stops the search, unrecorded
+    with pytest.raises(SaganError, match="No space"):
+        search.run_rung(spec, configs[1], 0, tmp_path / "other")
+    assert not (tmp_path / "other" / "runs" / configs[1]["id"] / "search_run.json").exists()
 
 
 # ---- a real tiny search with a stand-in score ------------------------------------------------------------------
