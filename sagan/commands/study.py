@@ -7,7 +7,8 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="study spec (YAML): name, base, budget, seeds, eval, baseline, arms")
+    p.add_argument("spec", help="study spec (YAML): name, base, budget, seeds, eval, baseline, arms; or a search "
+                   "spec (name, base, search, seeds, eval), which runs successive halving over its search space")
     p.add_argument("--out", help="study folder (default studies/runs/NAME)")
     p.add_argument("--seeds", type=int, metavar="N", help="run N seeds: the spec's first N (more: the next integers)")
     p.add_argument("--only", metavar="ARM,...", help="run only these arms (the tables still show every arm run)")
