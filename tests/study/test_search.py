@@ -268,6 +268,7 @@ def test_the_best_of_each_rung_are_promoted_and_continue_their_runs(finished):
     # every run is an ordinary run folder; the promoted ones continued from their rung-1 checkpoint
     assert _steps(out / "runs" / "c00") == [1, 2] and _steps(out / "runs" / "c01") == [1, 2, 3, 4]
     assert (out / "runs" / "c01" / "config.yaml").exists()
+    assert main(["sample", str(out / "runs" / "c00"), "--num", "4", "--out", str(out.parent / "c00.npz")]) == 0
     # ... and are the runs that 4 steps at once would have trained (resume is bitwise exact)
     from sagan.study.search_spec import parse_search_spec as parse
 
