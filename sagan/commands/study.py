@@ -7,7 +7,8 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="study spec (YAML): name, base, budget, seeds, eval, baseline, arms")
+    p.add_argument("spec", help="study spec (YAML): name, base, budget, seeds, eval, baseline, arms; or a search "
+                   "spec (name, base, search, seeds, eval), which runs successive halving over its search space")
     p.add_argument("--out", help="study folder (default studies/runs/NAME)")
     p.add_argument("--seeds", type=int, metavar="N", help="run N seeds: the spec's first N (more: the next integers)")
     p.add_argument("--only", metavar="ARM,...", help="run only these arms (the tables still show every arm run)")
@@ -35,8 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sagan.study import load_spec, run_study, write_outputs
+    from sagan.study.search_spec import is_search_spec
     from sagan.train import Interrupted
 
+    if is_search_spec(args.spec):  # a spec with `search:` runs successive halving instead of fixed arms
+        from sagan.commands import study_search
+
+        return study_search.run(args)
     spec = load_spec(args.spec)
     out = Path(args.out or Path("studies") / "runs" / spec.name)
     only = [a.strip() for a in args.only.split(",") if a.strip()] if args.only else None

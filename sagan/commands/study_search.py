@@ -1,0 +1,40 @@
+"""`sagan study SEARCH.yaml`: a spec with a `search` runs successive halving over its configurations, then the
+finalists and the base over seeds (sagan/study/search.py); the same options as a study's, less --only.
+--seeds N sets the final runs' seeds; --parallel P runs the final runs P at a time (the rungs run one by one)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def run(args: argparse.Namespace) -> int:
+    from sagan.commands.study import seeds_for
+    from sagan.errors import ConfigError
+    from sagan.study.search import run_search, write_search_outputs
+    from sagan.study.search_spec import load_search_spec
+    from sagan.train import Interrupted
+
+    spec, configs = load_search_spec(args.spec)
+    if args.only:
+        raise ConfigError("--only picks arms of a study; a search has no arms to pick (its rungs choose them)")
+    out = Path(args.out or Path("studies") / "runs" / spec.name)
+    seeds = seeds_for(spec.seeds, args.seeds)
+    if not args.tables_only:
+        try:
+            run_search(spec, configs, out, seeds=seeds, parallel=args.parallel, fresh=args.fresh)
+        except Interrupted as exc:
+            write_search_outputs(spec, configs, out)
+            print(f"sagan study: interrupted; the rungs so far are in {out / 'study.md'}. Run the same command to "
+                  "resume", file=sys.stderr)
+            return exc.exit_code
+    elif not (out / "spec.json").exists():
+        raise ConfigError(f"{out} holds no search yet: run it first (without --tables-only)")
+    study = write_search_outputs(spec, configs, out)
+    final = study["final"]
+    done = sum(e["runs_done"] for e in final["summary"]["arms"].values()) if final else 0
+    print(f"search {spec.name}: {len(study['rungs'])} rung(s), finalists {', '.join(study['finalists'] or []) or '-'}"
+          f", {done} finished final run(s); tables in {out / 'study.md'}, page {out / 'study.html'}, data "
+          f"{out / 'study.json'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,230 @@
+"""Run a search: screen every configuration at a short step budget, promote the best 1/eta to a budget eta times
+longer, rung after rung (sagan/study/rungs.py); then run the last rung's best again over fresh seeds beside the
+base and compare them by the study's intervals (an ordinary study in DIR/final). Running again resumes.
+
+A promoted run continues its own run folder from its checkpoint: training has no schedule tied to max_steps (the
+learning rates are constant; G_ema's buffers are copied from G every step and standing statistics leave the
+global RNG alone), and resuming is bitwise exact, so a run promoted from 200 to 600 steps is the run that would
+have trained 600 steps at once.
+
+Layout of a search folder:
+    DIR/spec.json                  the spec and its identity (a folder made by another spec is refused)
+    DIR/configs.json               the drawn configurations, written once: a rerun reads them, never redraws
+    DIR/runs/cNN/                  an ordinary run, trained rung after rung (sample, eval, report work on it)
+    DIR/runs/cNN/search_run.json   that run's scores at the end of each rung it reached
+    DIR/final/                     an ordinary study: the finalists and the base over the final seeds
+    DIR/study.json, study.md, study.html   every rung (what ran, the scores, what was promoted and why) and the
+                                           final comparison; written by `write_search_outputs` from the records
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sagan.checkpoint import latest_checkpoint
+from sagan.errors import ConfigError, SaganError
+from sagan.study.compare import main_metrics
+from sagan.study.rungs import promote, rank, why
+from sagan.study.runner import cpu_name, read_json, run_study, write_json
+from sagan.study.search_spec import SearchSpec
+
+RECORD = "search_run.json"
+_OUTPUTS = ("runs", "final", "study.json", "study.md", "study.html", "configs.json", "spec.json")
+
+
+def prepare_search_folder(spec: SearchSpec, configs: list[dict], out: Path, fresh: bool) -> list[dict]:
+    """Create the search folder, or check that it holds this spec's search; `fresh` starts it over. Returns the
+    configurations to run: the ones written at the first start (a newer Optuna could draw others)."""
+    marker = out / "spec.json"
+    old = read_json(marker) if marker.exists() else None
+    if old is not None and old.get("identity") != spec.identity() and not fresh:
+        raise ConfigError(f"{out} holds the study {old.get('spec', {}).get('name')!r} of another spec; use another "
+                          "--out, or --fresh to delete it and start over")
+    if fresh:
+        for name in _OUTPUTS:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    stored = read_json(out / "configs.json")
+    try:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        write_json(marker, {"identity": spec.identity(), "kind": "search", "spec": spec.to_dict()})
+        if stored is None:
+            write_json(out / "configs.json", {"configs": configs})
+    except OSError as exc:
+        raise ConfigError(f"cannot write the search folder {out}: {exc.strerror}; choose another --out") from None
+    return stored["configs"] if stored else configs
+
+
+def metric_value(scores: dict, metric: str) -> float | None:
+    """The ranking score: the key itself (fd_fmnist), or the one headline key of its family (fd -> fd_fmnist)."""
+    if metric in scores:
+        value = scores[metric]
+    else:
+        family = {"fid": "fd"}.get(metric, metric)
+        keys = [k for k in main_metrics(scores) if {"fid": "fd"}.get(k.split("_")[0], k.split("_")[0]) == family
+                and not k.endswith("_std")]
+        if not keys:
+            raise ConfigError(f"the search metric {metric!r} is not among the scores "
+                              f"({', '.join(main_metrics(scores))}); name one of them as the metric and rerun "
+                              "with --fresh")
+        value = scores[keys[0]]
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def score_checkpoint(spec: SearchSpec, cfg, checkpoint: Path, state: dict) -> dict:
+    """Score a run's G_ema as the spec's eval says: {"scores": {...}, "provenance": {...}}."""
+    from sagan.checkpoint import load_generator
+    from sagan.metrics import evaluate_generator
+    from sagan.metrics.evaluation import scores_only
+
+    g_ema, _ = load_generator(checkpoint, ema=True)
+    against = spec.eval.get("against", cfg.data)
+    own = {"labels": cfg.labels, "label_column": cfg.label_column, "allow_unlabelled": cfg.allow_unlabelled} \
+        if against == cfg.data else {}  # the run's own data keeps its labels file
+    result = evaluate_generator(g_ema, against=against, num=spec.eval["num"], seed=0, metrics=spec.eval["metrics"],
+                                features=spec.eval.get("features"), data_root=cfg.data_root, step=state["step"],
+                                ema=True, checkpoint=str(checkpoint), **own)
+    return {"scores": scores_only(result), "provenance": result["provenance"]}
+
+
+def _train(cfg) -> None:
+    from sagan.train import train
+
+    train(cfg)
+
+
+def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path) -> dict:
+    """Train one configuration to the rung's budget (continuing its run folder) and score it; a rung already
+    scored is not run again. A run whose loss became NaN is recorded as failed, with no score."""
+    from sagan.config import apply_overrides
+
+    folder = out / "runs" / config["id"]
+    record_path = folder / RECORD
+    record = read_json(record_path) or {"id": config["id"], "overrides": config["overrides"], "seed": spec.seed,
+                                        "rungs": []}
+    done = [e for e in record["rungs"] if e["rung"] == rung]
+    if done:
+        return record
+    steps = spec.budgets[rung]
+    screen = spec.final_spec([config])
+    cfg = apply_overrides(screen.train_config(screen.arm(config["id"]), spec.seed, folder),
+                          {"max_steps": steps, "max_minutes": 0})
+    entry: dict = {"rung": rung, "steps": steps}
+    latest = latest_checkpoint(folder)
+    if (latest[1]["step"] if latest else 0) < steps:
+        try:
+            _train(cfg)
+        except SaganError as exc:
+            if "NaN or infinite" not in str(exc):  # the one training failure that is the configuration's fault
+                raise
+            record["rungs"].append({**entry, "failed": str(exc), "score": None})
+            write_json(record_path, record)
+            return record
+    path, state = latest_checkpoint(folder)
+    seconds = state.get("train_seconds", 0.0)
+    images = state["step"] * cfg.batch_size * cfg.n_dis
+    scored = score_checkpoint(spec, cfg, path, state)
+    record["rungs"].append({**entry, "step": state["step"], "minutes": round(seconds / 60, 4),
+                            "images_per_sec": round(images / max(seconds, 1e-9), 2), "cpu": cpu_name(), **scored,
+                            "score": metric_value(scored["scores"], spec.metric)})
+    write_json(record_path, record)
+    return record
+
+
+def rung_entry(record: dict | None, rung: int) -> dict | None:
+    return next((e for e in (record or {}).get("rungs", []) if e["rung"] == rung), None)
+
+
+def keep_after(spec: SearchSpec, rung: int) -> int:
+    """How many configurations leave a rung: the next rung's size, or the finalists after the last."""
+    return spec.sizes[rung + 1] if rung + 1 < spec.rungs else spec.finalists
+
+
+def run_search(spec: SearchSpec, configs: list[dict], out: str | Path, seeds: Sequence[int] | None = None,
+               parallel: int = 1, fresh: bool = False, say: Callable[[str], None] | None = None) -> list[str]:
+    """Run (or resume) every rung, then the final study; returns the finalists' ids, best first."""
+    say = say or (lambda msg: print(msg, file=sys.stderr))
+    out = Path(out)
+    seeds = list(seeds if seeds is not None else spec.seeds)
+    if len(seeds) < 3 or spec.seed in seeds:
+        raise ConfigError(f"a search's final runs need at least 3 seeds other than the screening seed {spec.seed}, "
+                          f"got {seeds}")
+    configs = prepare_search_folder(spec, configs, out, fresh)
+    by_id = {c["id"]: c for c in configs}
+    ids = list(by_id)
+    direction = "higher" if spec.maximize else "lower"
+    for rung in range(spec.rungs):
+        scores = {}
+        for i, cid in enumerate(ids, 1):
+            entry = rung_entry(run_rung(spec, by_id[cid], rung, out), rung)
+            scores[cid] = entry["score"]
+            got = "failed (non-finite loss)" if entry.get("failed") else f"{spec.metric} {entry['score']:.4g}"
+            say(f"search {spec.name}: rung {rung + 1}/{spec.rungs} ({spec.budgets[rung]} steps) [{i}/{len(ids)}] "
+                f"{cid}: {got}")
+        ids = promote(scores, keep_after(spec, rung), spec.maximize)
+        if not ids:
+            raise SaganError(f"every run of rung {rung + 1} failed (the loss became NaN or infinite); narrow the "
+                             "search space, e.g. lower learning rates")
+        what = "finalists" if rung + 1 == spec.rungs else f"promoted to {spec.budgets[rung + 1]} steps"
+        say(f"search {spec.name}: rung {rung + 1}: {what}: {', '.join(ids)} (best {len(ids)} of {len(scores)} by "
+            f"{spec.metric}, {direction} is better)")
+    final = spec.final_spec([by_id[c] for c in ids], seeds)
+    run_study(final, out / "final", seeds=seeds, parallel=parallel, say=say)
+    return ids
+
+
+def rung_views(spec: SearchSpec, configs: list[dict], out: Path) -> tuple[list[dict], list[str] | None]:
+    """Each rung as run so far: what ran, each score, what was promoted and why (recomputed from the run records
+    by the same `promote` the search used); and the finalists once the last rung is complete."""
+    records = {c["id"]: read_json(out / "runs" / c["id"] / RECORD) for c in configs}
+    ids, views = [c["id"] for c in configs], []
+    for rung in range(spec.rungs):
+        entries = {cid: rung_entry(records[cid], rung) for cid in ids}
+        scores = {cid: e["score"] for cid, e in entries.items() if e is not None}
+        complete = len(scores) == len(ids)
+        keep = keep_after(spec, rung)
+        promoted = promote(scores, keep, spec.maximize) if complete else []
+        order = rank(scores, spec.maximize) + [cid for cid in ids if cid not in scores]
+        rows = []
+        for cid in order:
+            e = entries[cid]
+            fate = (why(cid, order, promoted, keep, scores, rung + 1 == spec.rungs) if complete
+                    else "scored; the rung is not finished" if e is not None else "not run yet")
+            rows.append({"id": cid, "step": e.get("step") if e else None, "minutes": e.get("minutes") if e else None,
+                         "score": e.get("score") if e else None, "failed": e.get("failed") if e else None,
+                         "promoted": cid in promoted, "fate": fate})
+        views.append({"rung": rung + 1, "steps": spec.budgets[rung], "planned": len(ids), "ran": len(scores),
+                      "keep": keep, "complete": complete, "promoted": promoted, "rows": rows})
+        if not complete or not promoted:  # not finished, or every run failed (the search stopped there)
+            return views, None
+        ids = promoted
+    return views, ids
+
+
+def write_search_outputs(spec: SearchSpec, configs: list[dict], out: str | Path, html: bool = True) -> dict:
+    """Gather the rungs and the final study into study.json, and write study.md (and study.html); the final
+    study's own study.json/md/html are written in DIR/final."""
+    from sagan.study import write_outputs
+    from sagan.study.search_page import search_markdown, write_search_page
+
+    out = Path(out)
+    configs = (read_json(out / "configs.json") or {}).get("configs", configs)
+    rungs, finalists = rung_views(spec, configs, out)
+    final = None
+    if finalists and (out / "final" / "spec.json").exists():
+        by_id = {c["id"]: c for c in configs}
+        final = write_outputs(spec.final_spec([by_id[c] for c in finalists]), out / "final", html=html)
+    study = {"kind": "search", "spec": spec.to_dict(), "identity": spec.identity(), "configs": configs,
+             "rungs": rungs, "finalists": finalists, "final": final}
+    write_json(out / "study.json", study)
+    (out / "study.md").write_text(search_markdown(study))
+    if html:
+        write_search_page(study, out / "study.html")
+    return study

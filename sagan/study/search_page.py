@@ -1,0 +1,143 @@
+"""A search's study.md and study.html: what was searched, each rung (what ran, the scores, what was promoted and
+why) and the final comparison with the base. Views of the search's study.json; the final comparison's rows are
+the study's own (sagan/study/table.py), and its curves and samples are on final/study.html."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from sagan.errors import SaganError
+from sagan.report import html_page
+from sagan.study.rungs import rung_budgets, rung_sizes
+from sagan.study.table import arm_rows, notes, versus_rows
+
+
+def _value(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return json.dumps(v) if isinstance(v, (list, dict, bool)) or v is None or v == "" else str(v)
+
+
+def _score(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def config_rows(study: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per configuration: its id and the value of every key the search varies."""
+    keys: list[str] = []
+    for c in study["configs"]:
+        keys += [k for k in c["overrides"] if k not in keys]
+    return ["config", *keys], [[c["id"], *[_value(c["overrides"].get(k)) for k in keys]] for c in study["configs"]]
+
+
+def rung_rows(study: dict, rung: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per configuration of a rung, best first: step reached, minutes, the metric, and its fate."""
+    metric = study["spec"]["search"]["metric"]
+    rows = [[r["id"], _value(r["step"]) if r["step"] is not None else "-",
+             "-" if r["minutes"] is None else f"{r['minutes']:.2f}", _score(r["score"]),
+             r["fate"] + (f" ({r['failed']})" if r["failed"] else "")] for r in rung["rows"]]
+    return ["config", "step", "minutes", metric, "outcome"], rows
+
+
+def search_notes(study: dict) -> list[str]:
+    """What the search did, in sentences: the space, successive halving, the final runs."""
+    spec, s = study["spec"], study["spec"]["search"]
+    drawn = (f"a grid of {s['samples']} configuration(s)" if s["grid"] else
+             f"{s['samples']} configurations drawn from the space by Optuna's RandomSampler (seed {s['sampler_seed']})")
+    space = "; ".join(f"{k}: {_value(v)}" for k, v in (s["grid"] or s["space"]).items())
+    sizes = rung_sizes(s["samples"], s["eta"], s["rungs"])
+    budgets = rung_budgets(s["first_steps"], s["eta"], s["rungs"])
+    plan = ", ".join(f"{n} x {b:,} steps" for n, b in zip(sizes, budgets))
+    better = "higher" if s["direction"] == "maximize" else "lower"
+    return [f"Searched: {drawn} ({space}); everything else from the base.",
+            f"Successive halving, eta {s['eta']}: each rung keeps the best 1/{s['eta']} by {s['metric']} ({better} is "
+            f"better) and trains them {s['eta']} times longer, continuing each run from its checkpoint; screening "
+            f"seed {s['seed']}. Rungs: {plan}.",
+            f"Final: the best {s['finalists']} of the last rung and the base config (arm base, the baseline) run again "
+            f"over the fresh seeds {', '.join(map(str, spec['seeds']))} at the last rung's budget, compared by the "
+            "study's intervals (runs and page in final/)."]
+
+
+def finalist_settings(study: dict) -> str:
+    """The finalists' settings in words: 'c03: lr_d 0.000231, batch_size 16; ...'."""
+    by_id = {c["id"]: c["overrides"] for c in study["configs"]}
+    return "; ".join(f"{cid}: " + ", ".join(f"{k} {_value(v)}" for k, v in by_id[cid].items())
+                     for cid in study.get("finalists") or [])
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _rung_title(rung: dict) -> str:
+    state = "" if rung["complete"] else f" ({rung['ran']} of {rung['planned']} scored so far)"
+    return f"Rung {rung['rung']}: {rung['planned']} configuration(s) at {rung['steps']:,} steps{state}"
+
+
+def _rung_summary(rung: dict, last: bool) -> str:
+    if not rung["complete"]:
+        return "Not finished: rerun the same command to continue."
+    if not rung["promoted"]:
+        return "Every run of this rung failed: the search stopped here."
+    what = "Finalists" if last else "Promoted"
+    return f"{what}: {', '.join(rung['promoted'])} (the best {rung['keep']} of {rung['planned']})."
+
+
+def search_markdown(study: dict) -> str:
+    """study.md of a search from its study.json mapping."""
+    spec = study["spec"]
+    lines = [f"# Search {spec['name']}", ""] + [f"- {n}" for n in search_notes(study)] + ["", "## Configurations", ""]
+    lines += _md_table(*config_rows(study))
+    for rung in study["rungs"]:
+        last = rung["rung"] == spec["search"]["rungs"]
+        lines += ["", f"## {_rung_title(rung)}", ""] + _md_table(*rung_rows(study, rung))
+        lines += ["", _rung_summary(rung, last)]
+    lines += ["", "## Final comparison", ""]
+    final = study.get("final")
+    if final is None:
+        lines.append("Not run yet: it starts when the last rung is finished.")
+    else:
+        lines += [f"- Finalists (best first): {finalist_settings(study)}; `base` is the base config."]
+        lines += [f"- {n}" for n in notes(final)] + [""] + _md_table(*arm_rows(final))
+        lines += ["", "Against the baseline:", ""] + _md_table(*versus_rows(final))
+    return "\n".join(lines) + "\n"
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_search_page(study: dict, path: Path) -> Path:
+    """Write a search's study.html from its study.json mapping."""
+    spec = study["spec"]
+    rungs = "".join(f"<h3>{_e(_rung_title(r))}</h3>{_table(*rung_rows(study, r))}"
+                    f"<p>{_e(_rung_summary(r, r['rung'] == spec['search']['rungs']))}</p>" for r in study["rungs"])
+    final = study.get("final")
+    if final is None:
+        final_html = '<p class="muted">Not run yet: it starts when the last rung is finished.</p>'
+    else:
+        final_html = (f"<p>Finalists (best first): {_e(finalist_settings(study))}; <code>base</code> is the base "
+                      "config.</p>" + "".join(f"<p class='small'>{_e(n)}</p>" for n in notes(final))
+                      + _table(*arm_rows(final))
+                      + "<h3>Against the baseline</h3>" + _table(*versus_rows(final))
+                      + '<p><a href="final/study.html">Curves, samples and attention maps of the final runs</a></p>')
+    sections = [
+        ("search", "What was searched", "".join(f"<p>{_e(n)}</p>" for n in search_notes(study))
+         + _table(*config_rows(study))),
+        ("rungs", "Rungs", rungs or '<p class="muted">No rung has run yet.</p>'),
+        ("final", "Final comparison", final_html),
+    ]
+    page = html_page(f"sagan search: {spec['name']}", f" from {path.parent / 'study.json'}", sections)
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise SaganError(f"cannot write {path}: {exc.strerror}") from None
+    return path
