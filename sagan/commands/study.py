@@ -19,24 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tables-only", action="store_true", help="train nothing: rewrite study.json/md/html from the runs")
 
 
-def seeds_for(spec_seeds: list[int], n: int | None) -> list[int]:
-    if n is None:
-        return list(spec_seeds)
-    if n < 1:
-        from sagan.errors import ConfigError
-
-        raise ConfigError(f"--seeds must be >= 1, got {n}")
-    seeds = list(spec_seeds[:n])
-    while len(seeds) < n:
-        seeds.append(max(seeds) + 1)
-    return seeds
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sagan.study import load_spec, run_study, write_outputs
     from sagan.study.search_spec import is_search_spec
+    from sagan.study.seeds import seeds_for
     from sagan.train import Interrupted
 
     if is_search_spec(args.spec):  # a spec with `search:` runs successive halving instead of fixed arms

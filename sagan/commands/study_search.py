@@ -10,10 +10,10 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from sagan.commands.study import seeds_for
     from sagan.errors import ConfigError
     from sagan.study.search import run_search, write_search_outputs
     from sagan.study.search_spec import load_search_spec
+    from sagan.study.seeds import seeds_for
     from sagan.train import Interrupted
 
     spec, configs = load_search_spec(args.spec)
