@@ -105,6 +105,11 @@ class ShardData:
     def __len__(self) -> int:
         return sum(self.counts)
 
+    @property
+    def class_names(self) -> list[str]:
+        """A shard's .cls holds a class index and no name: the names are the indices."""
+        return [str(i) for i in range(self.num_classes)]
+
 
 def load_shards(spec: str, resolution: int, channels: int | None = None, allow_unlabelled: bool = False) -> ShardData:
     """Index shards once (sample counts and the largest class), reading headers and .cls members only.
