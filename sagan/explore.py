@@ -127,10 +127,9 @@ def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: 
     data through D (when the data is on this machine), a strip of `frames` images between two latents and, for
     a conditional model, between two classes at one latent (G's layers). `class_index`: a class index or name.
     """
-    from sagan.checkpoint import load_generator
+    from sagan.checkpoint import load_discriminator, load_generator
     from sagan.run_data import class_name, resolve_class
     from sagan.sampling import sample_labels, sample_latents
-    from sagan.viz import load_discriminator
 
     generator, info = load_generator(target, ema=ema, map_location=device)
     cfg = info["model"]

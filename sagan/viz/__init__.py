@@ -8,7 +8,8 @@ curves.py           metrics.jsonl keys against step
 figure.py           the matplotlib backend and PNG output the drawings share
 """
 
-from sagan.viz.attention_study import AttentionStudy, attention_study, load_discriminator, load_image
+from sagan.checkpoint import load_discriminator  # where it lives now; kept here for old callers
+from sagan.viz.attention_study import AttentionStudy, attention_study, load_image
 from sagan.viz.curves import plot_curves
 from sagan.viz.grids import image_grid
 from sagan.viz.maps import (

@@ -10,28 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from sagan.viz.maps import LayerMaps, discriminator_attention, generator_attention, grid_points
-
-
-def load_discriminator(target: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """D in eval mode from a run folder or checkpoint, and {"model", "step", "path"}.
-
-    An exported generator (.safetensors) has no D: CheckpointError.
-    """
-    from sagan.checkpoint import load_checkpoint, load_gan_state, resolve_checkpoint
-    from sagan.errors import CheckpointError
-    from sagan.models import GAN, ModelConfig
-
-    if Path(target).suffix == ".safetensors":
-        raise CheckpointError(f"{target} is an exported generator without its discriminator; "
-                              "give the run folder or a checkpoint (.pt) to see D's attention")
-    path = resolve_checkpoint(target)
-    state = load_checkpoint(path, map_location)
-    discriminator = GAN(ModelConfig.from_dict(state["model"])).discriminator.to(map_location)
-    load_gan_state(discriminator, state["discriminator"], "discriminator", path)
-    return discriminator.eval(), {"model": state["model"], "step": state["step"], "path": str(path)}
 
 
 def load_image(path: str | Path, resolution: int, channels: int) -> torch.Tensor:
@@ -79,7 +59,7 @@ def attention_study(target: str | Path, points: Sequence[tuple[int, int]] = (), 
     through D (as class `class_index`, where given, for D's projection head).
     `points` (x, y) in image pixels, or a `grid` x `grid` of them. `nets`: a subset of ("G", "D").
     """
-    from sagan.checkpoint import load_generator
+    from sagan.checkpoint import load_discriminator, load_generator
     from sagan.errors import ConfigError
     from sagan.run_data import class_name, resolve_class
     from sagan.sampling import sample_labels, sample_latents
