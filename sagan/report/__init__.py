@@ -1,6 +1,11 @@
-"""One self-contained HTML page about a training run: samples, curves, attention maps, scores, config."""
+"""One self-contained HTML page about a training run: samples, curves, attention maps, scores, config.
 
-# _img and _last_per_step: the study pages and the tests import them from here
-from sagan.report.sections import _img, _last_per_step, build_report, data_uri, html_page  # noqa: F401
+html.py      the frame every sagan page shares: inline styles, data-URI images, no scripts, no network
+sections.py  the run report's sections, each an HTML fragment from what the run folder holds
+build.py     build_report: the page from its sections
+"""
+
+from sagan.report.build import build_report
+from sagan.report.html import _img, data_uri, html_page  # noqa: F401  (_img: the study page imports it from here)
 
 __all__ = ["build_report", "data_uri", "html_page"]
