@@ -4,12 +4,12 @@ SAGAN (Zhang et al., ICML 2019, arXiv:1805.08318), figure 1, shows where a few q
 image attend. The page generalises it: every query position of every attention layer is kept, so hovering or
 clicking any pixel shows that query's full attention row, overlaid on the image. Rows come from the explicit
 attention path (`SelfAttention.forward_explicit`), are quantised to 8 bits per weight with one float32 scale
-per row (the row's largest weight), deflated and embedded as base64; the page's script (sagan/assets/explore.js)
+per row (the row's largest weight), deflated and embedded as base64; the page's script (sagan/explore/assets/explore.js)
 inflates them with the browser's own DecompressionStream. No network, no server.
 
 rows.py  the image sets and every attention row of G and D on them
 pack.py  8-bit rows with one scale per row, in one byte buffer
-page.py  the self-contained HTML page (script and style from sagan/assets/), kept under a size limit
+page.py  the self-contained HTML page (script and style from assets/), kept under a size limit
 """
 
 from sagan.explore.pack import COLOUR_MAPS, dequantise, pack, quantise

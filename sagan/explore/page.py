@@ -1,6 +1,6 @@
 """The explorer page: metadata and packed rows in one self-contained HTML file, trimmed to a size limit.
 
-The payload is deflated and embedded as base64; the page's script (sagan/assets/explore.js) inflates it with the
+The payload is deflated and embedded as base64; the page's script (sagan/explore/assets/explore.js) inflates it with the
 browser's own DecompressionStream. No network, no server.
 """
 
@@ -24,7 +24,7 @@ from sagan.explore.rows import ImageSet, explore_sets
 
 
 def _asset(name: str) -> str:
-    return resources.files("sagan").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("sagan.explore").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def _e(value: object) -> str:
