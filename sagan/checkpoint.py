@@ -204,3 +204,18 @@ def load_generator(target: str | Path, ema: bool = True,
     if train_config.get("labels"):
         info["labels"] = {k: train_config.get(k) for k in ("labels", "label_column", "allow_unlabelled")}
     return generator.eval(), info
+
+
+def load_discriminator(target: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """D in eval mode from a run folder or checkpoint, and {"model", "step", "path"}.
+
+    An exported generator (.safetensors) has no D: CheckpointError.
+    """
+    if Path(target).suffix == ".safetensors":
+        raise CheckpointError(f"{target} is an exported generator without its discriminator; "
+                              "give the run folder or a checkpoint (.pt) to see D's attention")
+    path = resolve_checkpoint(target)
+    state = load_checkpoint(path, map_location)
+    discriminator = GAN(ModelConfig.from_dict(state["model"])).discriminator.to(map_location)
+    load_gan_state(discriminator, state["discriminator"], "discriminator", path)
+    return discriminator.eval(), {"model": state["model"], "step": state["step"], "path": str(path)}

@@ -15,7 +15,8 @@ from PIL import Image
 
 from sagan.cli import main
 from sagan.config import TrainConfig, apply_overrides
-from sagan.report import _last_per_step, build_report
+from sagan.report import build_report
+from sagan.report.build import _last_per_step
 from sagan.stats import read_metrics
 from sagan.train import train
 from sagan.viz import attention_study

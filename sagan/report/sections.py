@@ -1,14 +1,8 @@
-"""One self-contained HTML page about a training run: samples, curves, attention maps, scores, config.
-
-Everything is embedded (images as base64 `data:` URIs, styles inline, no scripts), and a Content-Security-Policy
-forbids any network load, so the page opens the same from a laptop, a mail attachment or an archive.
-"""
+"""The run report's sections: summary and alarms, sample grids, training curves, attention maps, scores,
+configuration; each an HTML fragment built from what the run folder holds."""
 
 from __future__ import annotations
 
-import base64
-import datetime
-import html
 import io
 import json
 import re
@@ -16,37 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sagan.errors import SaganError
-from sagan.stats import read_metrics
+from sagan.report.html import _e, _img
 
 _STEP_PNG = re.compile(r"step_(\d+)\.png$")
-
-CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1180px;
-       padding: 0 20px 40px; color: #1d2125; background: #fff; }
-h1 { font-size: 22px; margin: 22px 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
-h3 { font-size: 14px; margin: 14px 0 6px; }
-.muted { color: #666; } .small { font-size: 12px; }
-table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
-td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f4f5f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.grid { display: flex; flex-wrap: wrap; gap: 12px; }
-figure { margin: 0; } figcaption { font-size: 12px; color: #555; text-align: center; }
-img.pixel { image-rendering: pixelated; }
-img.wide { max-width: 100%; height: auto; }
-pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
-.alarm { background: #fff4f4; border-left: 4px solid #d33; padding: 6px 10px; margin: 6px 0; }
-.ok { background: #f3fbf4; border-left: 4px solid #3a3; padding: 6px 10px; margin: 6px 0; }
-nav a { margin-right: 12px; }
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def data_uri(png: bytes) -> str:
-    """PNG bytes as a `data:image/png;base64,...` URI."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _png_file(path: Path) -> tuple[bytes, tuple[int, int]] | None:
@@ -61,11 +27,6 @@ def _png_file(path: Path) -> tuple[bytes, tuple[int, int]] | None:
             return buffer.getvalue(), image.size
     except (OSError, UnidentifiedImageError):
         return None
-
-
-def _img(png: bytes, alt: str, css: str = "wide", width: int | None = None) -> str:
-    size = f' width="{width}"' if width else ""
-    return f'<img class="{css}" src="{data_uri(png)}" alt="{_e(alt)}"{size}>'
 
 
 def _fmt(v: object) -> str:
@@ -322,84 +283,3 @@ def _explorer_link(explorer: Path) -> str:
     return (f'<p class="ok"><a href="{_e(explorer.name)}">Open the attention explorer ({_e(explorer.name)})</a>: '
             "point at any pixel of a generated or real image and see where every attention layer of G and D "
             "looks (<code>sagan explore</code>).</p>")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The page
-
-
-def _last_per_step(records) -> list[dict]:
-    """Records in step order, the last one written for a step winning (a resumed run logs some steps twice)."""
-    by_step = {r["step"]: r for r in records if isinstance(r.get("step"), int)}
-    return [by_step[s] for s in sorted(by_step)]
-
-
-def html_page(title: str, source: str, sections: Sequence[tuple[str, str, str]]) -> str:
-    """A self-contained page: a title, a line saying when and by what it was written (`source`: from what),
-    a navigation bar, and (key, heading, html) sections; images only as data URIs, no scripts, no network."""
-    import sagan
-
-    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    nav = "".join(f'<a href="#{key}">{_e(heading)}</a>' for key, heading, _ in sections)
-    body = "".join(f'<section id="{key}"><h2>{_e(heading)}</h2>{content}</section>'
-                   for key, heading, content in sections)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<h1>{_e(title)}</h1>
-<p class="muted small">Written {_e(now)} by sagan {_e(sagan.__version__)}{_e(source)}; self-contained (no network
-needed).</p>
-<nav>{nav}</nav>
-{body}
-</body>
-</html>
-"""
-
-
-def build_report(run: str | Path, out: str | Path | None = None, attention: bool = True, max_grids: int = 8,
-                 seed: int = 0, grid: int = 3) -> Path:
-    """Write RUN/report.html (or `out`): one self-contained page; returns its path.
-
-    attention: compute attention maps from the newest checkpoint (a few seconds on a CPU); max_grids: how
-    many sample grids from over training to show; seed and grid: the generated images and query points of
-    the attention figure.
-    """
-
-    run = Path(run)
-    if not run.is_dir():
-        raise SaganError(f"no such run folder: {run}")
-    if not any((run / n).exists() for n in ("metrics.jsonl", "config.yaml", "checkpoints", "samples")):
-        raise SaganError(f"{run} is not a run folder (no metrics.jsonl, config.yaml, checkpoints/ or samples/); "
-                         "give the --out folder of `sagan train`")
-    records = read_metrics(run)
-    train = _last_per_step(r for r in records if r.get("kind", "train") == "train")
-    evals = _last_per_step(r for r in records if r.get("kind") == "eval")
-    alarms = [r for r in records if r.get("kind") == "alarm"]
-    config_html, config = _config_section(run)
-    class_names = _class_names(run, config)
-    explorer = (Path(out) if out else run / "report.html").parent / "explore.html"
-    sections = [
-        ("summary", "Summary", _summary(run, train, config, class_names) + _alarms_section(alarms)),
-        ("samples", "Samples over training", _samples_section(run, max_grids, class_names)),
-        ("curves", "Training curves and health", _curves_section(train, [a["step"] for a in alarms])),
-        ("attention", "Attention maps",
-         _explorer_link(explorer)
-         + (_attention_section(run, seed, grid) if attention else "<p class='muted'>Left out (--no-attention).</p>")),
-        ("evaluation", "Evaluation scores", _evaluation_section(run, evals, config)),
-        ("config", "Configuration", config_html),
-    ]
-    page = html_page(f"sagan report: {run.resolve().name}", "", sections)
-    out = Path(out) if out else run / "report.html"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise SaganError(f"cannot write {out}: {exc.strerror}") from None
-    return out
