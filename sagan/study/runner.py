@@ -65,6 +65,10 @@ def prepare_folder(spec: StudySpec, out: Path, fresh: bool) -> None:
         if not fresh:
             raise ConfigError(f"{out} holds the study {old.get('spec', {}).get('name')!r} of another spec; use "
                               "another --out, or --fresh to delete it and start over")
+    if fresh and (old is None or "identity" not in old) and out.is_dir() and any(out.iterdir()):
+        # --fresh deletes runs/ and the results: only in a folder that a study made (--out . would delete ./runs)
+        raise ConfigError(f"{out} is not a study folder (it has no study spec.json), so --fresh deletes nothing "
+                          "there; give the study's own folder, or a new or empty one, as --out")
     if fresh:
         for name in ("runs", "study.json", "study.md", "study.html", "spec.json"):
             target = out / name
