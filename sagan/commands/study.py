@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             return exc.exit_code
     study = write_outputs(spec, out)
     done = sum(e["runs_done"] for e in study["summary"]["arms"].values())
-    print(f"study {spec.name}: {done} finished run(s); tables in {out / 'study.md'}, page {out / 'study.html'}, "
+    failed = sum(len(e.get("failed", [])) for e in study["summary"]["arms"].values())
+    print(f"study {spec.name}: {done} finished run(s)" + (f", {failed} failed (see study.md)" if failed else "")
+          + f"; tables in {out / 'study.md'}, page {out / 'study.html'}, "
           f"data {out / 'study.json'}", file=sys.stderr)
     return 0
