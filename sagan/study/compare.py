@@ -150,7 +150,8 @@ def summarise(spec, records: Sequence[dict]) -> dict:
             entry["cpus"] = sorted({s["cpu"] for s in finals})
         curve = {}
         for fraction in spec.fractions:
-            segs = [s for r in mine for s in r["segments"] if s["fraction"] == fraction]
+            # a failed run's early scores stay out: every point of a curve rests on the same runs
+            segs = [s for r in mine if not r.get("failed") for s in r["segments"] if s["fraction"] == fraction]
             if segs:
                 curve[str(fraction)] = {"minutes": mean_std([s["minutes"] for s in segs])["mean"],
                                         "step": mean_std([s["step"] for s in segs])["mean"],

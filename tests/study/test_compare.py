@@ -113,6 +113,7 @@ def test_a_failed_run_is_counted_and_kept_out_of_the_scores():
     assert arm["runs"] == 3 and arm["runs_done"] == 2 and arm["seeds_done"] == [0, 1]
     assert arm["failed"] == [{"seed": 2, "reason": "diverged at step 7"}]
     assert arm["scores"]["fd_x"]["values"] == [2.0, 2.1]
+    assert arm["curve"]["1.0"]["scores"]["fd_x"] == pytest.approx(2.05)
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "docs" / "studies").glob("*.json")),
