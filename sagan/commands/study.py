@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parallel", type=int, default=1, metavar="P",
                    help="runs at once, each with cores/P threads (default 1: wall-clock budgets are fair only "
                         "when runs do not share the machine)")
-    p.add_argument("--fresh", action="store_true", help="delete the study folder's runs and results and start over")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the study folder's runs and results and start over (refused in a folder no study made)")
     p.add_argument("--tables-only", action="store_true", help="train nothing: rewrite study.json/md/html from the runs")
 
 
