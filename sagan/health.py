@@ -44,58 +44,77 @@ def sample_diversity(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | No
     return float(d.sum() / (n * (n - 1)) / x.shape[1] ** 0.5)
 
 
-class CollapseAlarm:
-    """Raises an event when diversity falls far below its early value, or D separates perfectly for long.
+class _Episode:
+    """One alarm condition: its message while it lasts, and how many clear readings in a row it has had."""
 
-    - mode collapse: diversity < `ratio` x the median of the first `warmup` readings;
+    def __init__(self) -> None:
+        self.active: str | None = None
+        self.clear = 0
+
+    def update(self, message: str | None, cooldown: int) -> str | None:
+        """Feed one judged reading (`message` None when clear); the message when an episode starts."""
+        if message is None:
+            self.clear += 1
+            if self.clear >= cooldown:
+                self.active = None
+            return None
+        self.clear = 0
+        started = message if self.active is None else None
+        self.active = message
+        return started
+
+
+class CollapseAlarm:
+    """Raises an event when diversity falls far below its best so far, or D separates perfectly for long.
+
+    - mode collapse: diversity < `ratio` x the highest diversity reading so far, judged from the reading after
+      the first `warmup` ones. Diversity is measured only when the trainer publishes (samples, checkpoints),
+      so a run has few readings: a short run must still be judged, hence the running best (one reading is
+      enough) rather than the median of several early ones; a quarter of it is far below any healthy wobble;
     - D wins outright: mean D(real) - D(fake) above `margin` (hinge margin is 2) for `patience` readings.
 
     Each episode is reported once: a condition that persists, or flickers around its threshold, stays one
-    episode until it has been clear for `cooldown` readings in a row. `active` holds the message of the
-    current episode (None when healthy); the trainer shows it on the progress line.
+    episode until it has been clear for `cooldown` readings of its own signal in a row. A record without a
+    diversity reading (most of them: only publishing steps have one) says nothing about collapse, so it neither
+    continues nor ends a collapse episode. `active` holds the message of the current episode (None when
+    healthy); the trainer shows it on the progress line.
     """
 
-    def __init__(self, ratio: float = 0.25, warmup: int = 5, margin: float = 4.0, patience: int = 10,
+    def __init__(self, ratio: float = 0.25, warmup: int = 1, margin: float = 4.0, patience: int = 10,
                  cooldown: int = 3) -> None:
         self.ratio, self.warmup, self.margin, self.patience = ratio, warmup, margin, patience
         self.cooldown = cooldown
-        self.early: list[float] = []
+        self.readings = 0
+        self.best = 0.0
         self.separated = 0
-        self.clear = 0
-        self.active: str | None = None
-        self._kind: str | None = None
+        self._collapse, self._separation = _Episode(), _Episode()
 
-    def check(self, log: dict) -> tuple[str, str] | None:
-        """(kind, message) of the condition this reading shows, or None; updates the running counts."""
-        problem = None
-        diversity = log.get("diversity")
-        if diversity is not None:
-            if len(self.early) < self.warmup:
-                self.early.append(diversity)
-            else:
-                reference = sorted(self.early)[len(self.early) // 2]
-                if diversity < self.ratio * reference:
-                    message = (f"possible mode collapse: sample diversity {diversity:.3f} is below "
-                               f"{self.ratio:g}x its early value {reference:.3f}")
-                    problem = ("collapse", message)
+    @property
+    def active(self) -> str | None:
+        return self._collapse.active or self._separation.active
+
+    def _collapse_message(self, diversity: float) -> str | None:
+        self.readings += 1
+        judged = self.readings > self.warmup
+        message = None
+        if judged and diversity < self.ratio * self.best:
+            message = (f"possible mode collapse: sample diversity {diversity:.3f} is below {self.ratio:g}x its "
+                       f"best so far {self.best:.3f}")
+        self.best = max(self.best, diversity)
+        return message
+
+    def _separation_message(self, log: dict) -> str | None:
         gap = log.get("d_real", 0.0) - log.get("d_fake", 0.0)
         self.separated = self.separated + 1 if gap > self.margin else 0
-        if problem is None and self.separated >= self.patience:
-            message = (f"D separates real from fake perfectly (D(real) - D(fake) = {gap:.2f} for "
-                       f"{self.separated} readings): G may have stopped learning")
-            problem = ("separation", message)
-        return problem
+        if self.separated < self.patience:
+            return None
+        return (f"D separates real from fake perfectly (D(real) - D(fake) = {gap:.2f} for {self.separated} "
+                "readings): G may have stopped learning")
 
     def update(self, step: int, log: dict) -> str | None:
         """Feed one log record; returns a message when an alarm starts (once per episode)."""
-        problem = self.check(log)
-        if problem is None:
-            self.clear += 1
-            if self.clear >= self.cooldown:
-                self._kind, self.active = None, None
-            return None
-        self.clear = 0
-        kind, message = problem
-        started = message if kind != self._kind else None
-        self._kind, self.active = kind, message
-        return started
+        started = []
+        if log.get("diversity") is not None:
+            started.append(self._collapse.update(self._collapse_message(log["diversity"]), self.cooldown))
+        started.append(self._separation.update(self._separation_message(log), self.cooldown))
+        return "; ".join(m for m in started if m) or None

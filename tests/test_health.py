@@ -118,3 +118,32 @@ def test_sample_diversity(gan):
     assert spread > 0.01
     assert same == pytest.approx(0.0, abs=1e-5)  # one image eight times: collapse
     assert g.training  # the generator's mode is restored
+
+
+def _publishing(rng: random.Random, diversities: list[float], between: int = 9) -> list[dict]:
+    """Readings as the trainer makes them: diversity only at publishing steps, `between` plain log records
+    (losses, no diversity) before each."""
+    readings = []
+    for diversity in diversities:
+        readings += [{k: v for k, v in _healthy(rng).items() if k != "diversity"} for _ in range(between)]
+        readings.append(dict(_healthy(rng), diversity=diversity))
+    return readings
+
+
+def test_a_short_run_with_few_diversity_readings_is_judged():
+    rng = random.Random(5)
+    alarm = CollapseAlarm()  # as the trainer makes it
+    events = _feed(alarm, _publishing(rng, [1.0, 1.1, 0.05]))  # a 1,500-step run publishing every 500
+    assert len(events) == 1 and "mode collapse" in events[0][1] and events[0][0] == 29
+    assert _feed(CollapseAlarm(), _publishing(rng, [1.0, 0.9, 1.05, 0.8])) == []
+
+
+def test_a_lasting_collapse_between_publishing_steps_is_one_episode():
+    rng = random.Random(6)
+    alarm = CollapseAlarm()
+    readings = _publishing(rng, [1.0, 1.0, 1.1] + [0.05] * 8)  # collapsed at 8 publishing steps in a row
+    events = _feed(alarm, readings)
+    assert len(events) == 1
+    assert alarm.active is not None  # the plain records in between do not end it
+    assert _feed(alarm, _publishing(rng, [1.0] * 3)) == [] and alarm.active is None  # 3 healthy readings do
+    assert len(_feed(alarm, _publishing(rng, [0.05]))) == 1  # a new episode

@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parallel", type=int, default=1, metavar="P",
                    help="runs at once, each with cores/P threads (default 1: wall-clock budgets are fair only "
                         "when runs do not share the machine)")
-    p.add_argument("--fresh", action="store_true", help="delete the study folder's runs and results and start over")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the study folder's runs and results and start over (refused in a folder no study made)")
     p.add_argument("--tables-only", action="store_true", help="train nothing: rewrite study.json/md/html from the runs")
 
 
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             return exc.exit_code
     study = write_outputs(spec, out)
     done = sum(e["runs_done"] for e in study["summary"]["arms"].values())
-    print(f"study {spec.name}: {done} finished run(s); tables in {out / 'study.md'}, page {out / 'study.html'}, "
+    failed = sum(len(e.get("failed", [])) for e in study["summary"]["arms"].values())
+    print(f"study {spec.name}: {done} finished run(s)" + (f", {failed} failed (see study.md)" if failed else "")
+          + f"; tables in {out / 'study.md'}, page {out / 'study.html'}, "
           f"data {out / 'study.json'}", file=sys.stderr)
     return 0

@@ -9,7 +9,8 @@ argmax gives each class's share of the generated images, set against the real sh
 
 The trained network is cached under $SAGAN_CACHE/classifiers (default ~/.cache/sagan/classifiers), keyed by the
 reference's pixels, its labels and class names and the training settings, so a second evaluation trains nothing.
-With it is stored the real-against-real floor (sagan.metrics.floor) in its feature space.
+With it is stored the real-against-real floor (sagan.metrics.floor) in its feature space, computed on the
+held-out images (a classifier cached before that is kept; its floor is recomputed once).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sagan.errors import SaganError
 from sagan.metrics.extractors import FeatureExtractor
 
 CLASSIFIER_FORMAT = 1
+FLOOR_FORMAT = 2  # 2: the held-out images against as many training images (1: two halves of the training images)
 
 
 @dataclass(frozen=True)
@@ -100,15 +102,21 @@ def _predict(net: ClassifierNet, images: torch.Tensor, batch: int = 500) -> tupl
     return torch.cat([f for f, _ in out]).cpu(), torch.cat([lg for _, lg in out]).cpu()
 
 
+def holdout_split(n: int, settings: ClassifierSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """The fixed split of n reference images: (held-out indices, training indices, the generator that drew them,
+    which training goes on using)."""
+    gen = torch.Generator().manual_seed(settings.seed)
+    perm = torch.randperm(n, generator=gen)
+    n_hold = max(1, round(n * settings.holdout))
+    return perm[:n_hold], perm[n_hold:], gen
+
+
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                      settings: ClassifierSettings = ClassifierSettings(), device: str | torch.device = "cpu",
                      log=None) -> tuple[ClassifierNet, dict]:
     """Train a ClassifierNet on uint8 images (N, C, S, S) and labels (N,); (net, metadata with held-out accuracy)."""
-    n = len(images)
-    gen = torch.Generator().manual_seed(settings.seed)
-    perm = torch.randperm(n, generator=gen)
-    n_hold = max(1, round(n * settings.holdout))
-    hold, fit = perm[:n_hold], perm[n_hold:]
+    hold, fit, gen = holdout_split(len(images), settings)
+    n_hold = len(hold)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         net = ClassifierNet(images.shape[1], num_classes, images.shape[-1], settings.widths).to(device)
@@ -209,13 +217,32 @@ class ClassifierExtractor(FeatureExtractor):
 _MEMO: dict[tuple, ClassifierExtractor] = {}
 
 
+def _floor(net: ClassifierNet, ref, settings: ClassifierSettings) -> dict:
+    """The real-vs-real floor in the classifier's feature space, on the images it held out (sagan.metrics.floor)."""
+    from sagan.metrics.floor import real_floor
+
+    feats, logits = _predict(net, ref.images)
+    hold, fit, _ = holdout_split(len(ref.images), settings)
+    n = min(len(hold), len(fit))
+    return {"floor": real_floor(feats, logits, ref.labels, len(ref.class_names), "_classifier", hold),
+            "floor_format": FLOOR_FORMAT,
+            "floor_how": f"{n} held-out reference images (never trained on: they stand in for a perfect generator's) "
+                         f"against {n} of the {len(fit)} it was trained on (a fixed draw, seed 0), same metric "
+                         "settings; class shares: the held-out images' argmax against the whole set's label shares"}
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: a reader (another study worker) never sees half of it."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def classifier_extractor(ref, cache_dir: str | Path | None = None, use_cache: bool = True,
                          device: str | torch.device = "cpu",
                          settings: ClassifierSettings = ClassifierSettings()) -> ClassifierExtractor:
     """The classifier for a labelled `Reference` (sagan.metrics.evaluation): from the cache, or trained now."""
     from safetensors.torch import load_file, save
-
-    from sagan.metrics.floor import real_floor
 
     if ref.labels is None or len(ref.class_names) < 2:
         found = "one class" if ref.labels is not None else "no labels"
@@ -233,6 +260,12 @@ def classifier_extractor(ref, cache_dir: str | Path | None = None, use_cache: bo
         blob = path.read_bytes()
         net.load_state_dict(load_file(str(path)))
         meta = json.loads(path.with_suffix(".json").read_text())
+        if meta.get("floor_format") != FLOOR_FORMAT:  # cached before the floor moved to the held-out images
+            meta.update(_floor(net.eval(), ref, settings))
+            try:
+                _write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+            except OSError:
+                pass  # a read-only cache: the floor is recomputed on each first use instead
         hit = True
     else:
         import sys
@@ -242,20 +275,16 @@ def classifier_extractor(ref, cache_dir: str | Path | None = None, use_cache: bo
         net, meta = train_classifier(ref.images, ref.labels, k, settings, device,
                                      log=lambda m: print(m, file=sys.stderr, flush=True))
         net = net.cpu()
-        feats, logits = _predict(net, ref.images)
         meta.update(format=CLASSIFIER_FORMAT, key=key, class_names=list(ref.class_names),
                     settings=dataclasses.asdict(settings), trained_on=f"{ref.source}, {len(ref.images)} images",
-                    floor=real_floor(feats, logits, ref.labels, k, "_classifier"),
-                    floor_how=f"a fixed half of the {len(ref.images)} reference images against the other half "
-                              "(seed 0), same metric settings; class shares: the second half's argmax against "
-                              "the whole set's label shares")
+                    **_floor(net, ref, settings))
         state = {name: t.detach().contiguous() for name, t in net.state_dict().items()}
         blob = save(state)
         if use_cache:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(blob)
-            path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+            _write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
             os.replace(tmp, path)  # the weights appear last: a file under the final name is complete
         hit = False
     ex = ClassifierExtractor(net, list(ref.class_names), meta, str(path) if use_cache else "(not cached: --no-cache)",

@@ -4,7 +4,8 @@ through `sagan.metrics.evaluate_generator` at fixed fractions of its budget. Run
 Layout of a study folder:
     DIR/spec.json                  the spec and its identity (a folder made by another spec is refused)
     DIR/runs/ARM/seed_S/           an ordinary run (sample, eval, attention, report work on it)
-    DIR/runs/ARM/seed_S/study_run.json   that run's scores at each budget fraction, CPU, images/s
+    DIR/runs/ARM/seed_S/study_run.json   that run's scores at each budget fraction, CPU, images/s; or why it
+                                         failed (a diverged run is a result: recorded, not run again)
     DIR/study.json, study.md, study.html   written by `write_outputs` from the run records
 """
 
@@ -16,12 +17,11 @@ import platform
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 
 from sagan.checkpoint import atomic_write, latest_checkpoint
-from sagan.errors import ConfigError
+from sagan.errors import ConfigError, SaganError
 from sagan.study.spec import Arm, StudySpec
 
 RECORD = "study_run.json"
@@ -75,6 +75,10 @@ def prepare_folder(spec: StudySpec, out: Path, fresh: bool) -> None:
         if not fresh:
             raise ConfigError(f"{out} holds the study {old.get('spec', {}).get('name')!r} of another spec; use "
                               "another --out, or --fresh to delete it and start over")
+    if fresh and (old is None or "identity" not in old) and out.is_dir() and any(out.iterdir()):
+        # --fresh deletes runs/ and the results: only in a folder that a study made (--out . would delete ./runs)
+        raise ConfigError(f"{out} is not a study folder (it has no study spec.json), so --fresh deletes nothing "
+                          "there; give the study's own folder, or a new or empty one, as --out")
     if fresh:
         for name in ("runs", "study.json", "study.md", "study.html", "spec.json"):
             target = out / name
@@ -105,8 +109,17 @@ def _evaluate(spec: StudySpec, cfg, checkpoint: Path, state: dict) -> dict:
     return {"scores": scores_only(result), "provenance": result["provenance"]}
 
 
+def _diverged(exc: SaganError) -> str | None:
+    """Why a run failed, when train() stopped it on a non-finite loss (raised while handling FloatingPointError);
+    None for any other error (a missing data set, say), which stops the study."""
+    if not isinstance(exc.__context__, FloatingPointError):
+        return None
+    return "diverged: " + str(exc).split(", so the run stopped")[0]  # not train's advice on resuming
+
+
 def run_one(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int = 0) -> dict:
-    """Train one (arm, seed) run to its budget, scoring it at each budget fraction; resumes where it stopped."""
+    """Train one (arm, seed) run to its budget, scoring it at each budget fraction; resumes where it stopped. A
+    run that diverges is recorded as failed, with the reason, and is not run again."""
     from sagan.config import apply_overrides
     from sagan.train import train
 
@@ -124,12 +137,20 @@ def run_one(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int = 0) -
         done_seconds = latest[1].get("train_seconds", 0.0) if latest else 0.0
         if spec.budget_kind == "steps":
             target = max(1, round(fraction * spec.budget["steps"]))
-            if done_steps < target:
-                train(apply_overrides(base_cfg, {"max_steps": target}))
+            segment_cfg = apply_overrides(base_cfg, {"max_steps": target}) if done_steps < target else None
         else:
             remaining = fraction * spec.budget["minutes"] * 60 - done_seconds
-            if remaining > 0:
-                train(apply_overrides(base_cfg, {"max_minutes": max(remaining, 1e-3) / 60}))
+            segment_cfg = apply_overrides(base_cfg, {"max_minutes": max(remaining, 1e-3) / 60}) \
+                if remaining > 0 else None
+        if segment_cfg is not None:
+            try:
+                train(segment_cfg)
+            except SaganError as exc:
+                if (reason := _diverged(exc)) is None:
+                    raise
+                record.update(done=True, failed=reason)
+                write_json(record_path, record)
+                return record
         path, state = latest_checkpoint(folder)
         seconds = state.get("train_seconds", 0.0)
         images = state["step"] * base_cfg.batch_size * base_cfg.n_dis
@@ -144,10 +165,8 @@ def run_one(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int = 0) -
     return record
 
 
-def _run_one_in_worker(spec: StudySpec, arm_name: str, seed: int, out: str, threads: int) -> dict:
-    import torch
-
-    torch.set_num_threads(threads)
+def _run_job(spec: StudySpec, out: str, threads: int, job: tuple[str, int]) -> dict:
+    arm_name, seed = job
     return run_one(spec, spec.arm(arm_name), seed, Path(out), threads)
 
 
@@ -160,7 +179,8 @@ def jobs_in_order(spec: StudySpec, seeds: Sequence[int], only: Sequence[str] | N
 
 def run_study(spec: StudySpec, out: str | Path, seeds: Sequence[int] | None = None, only: Sequence[str] | None = None,
               parallel: int = 1, fresh: bool = False, say: Callable[[str], None] | None = None) -> list[dict]:
-    """Run (or resume) every (arm, seed) of the study; returns the run records, seed-major."""
+    """Run (or resume) every (arm, seed) of the study; returns the run records, seed-major. On SIGINT/SIGTERM
+    every run stops cleanly (sagan.study.jobs) and `Interrupted` is raised."""
     say = say or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
     seeds = list(seeds if seeds is not None else spec.seeds)
@@ -173,35 +193,37 @@ def run_study(spec: StudySpec, out: str | Path, seeds: Sequence[int] | None = No
     jobs = jobs_in_order(spec, seeds, only)
     total = len(jobs)
 
-    def report(i: int, record: dict) -> None:
+    records: dict[tuple[str, int], dict] = {}
+
+    def report(i: int, job: tuple[str, int], record: dict) -> None:
+        records[job] = record
+        where = f"study {spec.name}: [{i}/{total}] {record['arm']} seed {record['seed']}"
+        if record.get("failed"):
+            say(f"{where}: FAILED, {record['failed']}; the study goes on (delete its folder to run it again)")
+            return
         last = record["segments"][-1] if record["segments"] else {}
         scores = ", ".join(f"{k} {v:.4g}" for k, v in last.get("scores", {}).items()
                            if k.split("_")[0] in ("fd", "fid", "precision", "recall"))
-        say(f"study {spec.name}: [{i}/{total}] {record['arm']} seed {record['seed']}: {last.get('step')} steps in "
-            f"{last.get('minutes')} min of training ({last.get('images_per_sec')} img/s); {scores}")
+        say(f"{where}: {last.get('step')} steps in {last.get('minutes')} min of training "
+            f"({last.get('images_per_sec')} img/s); {scores}")
 
-    records: dict[tuple[str, int], dict] = {}
+    from sagan.study.jobs import run_parallel, run_serial
+
+    named = [(arm.name, seed) for arm, seed in jobs]
     if parallel == 1:
-        for i, (arm, seed) in enumerate(jobs, 1):
-            records[(arm.name, seed)] = run_one(spec, arm, seed, out)
-            report(i, records[(arm.name, seed)])
+        run_serial(named, partial(_run_job, spec, str(out), 0), report)
     else:
         threads = max(1, (os.cpu_count() or 1) // parallel)
-        with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_run_one_in_worker, spec, arm.name, seed, str(out), threads): (arm.name, seed)
-                       for arm, seed in jobs}
-            for i, future in enumerate(as_completed(futures), 1):
-                records[futures[future]] = future.result()
-                report(i, records[futures[future]])
-    return [records[(arm.name, seed)] for arm, seed in jobs]
+        run_parallel(named, partial(_run_job, spec, str(out), threads), report, parallel, threads)
+    return [records[job] for job in named]
 
 
 def collect_records(spec: StudySpec, out: Path) -> list[dict]:
-    """Every run record in the study folder (finished or not), seed-major."""
+    """Every run record in the study folder (finished, failed, or scored at some fraction), seed-major."""
     seeds = sorted({int(p.name.split("_", 1)[1]) for p in (out / "runs").glob("*/seed_*")} | set(spec.seeds))
     found = []
     for arm, seed in jobs_in_order(spec, seeds, None):
         record = read_json(run_dir(out, arm.name, seed) / RECORD)
-        if record and record.get("segments"):
+        if record and (record.get("segments") or record.get("failed")):
             found.append(record)
     return found

@@ -22,7 +22,8 @@ SPEC_KEYS = ("name", "base", "budget", "seeds", "eval", "baseline", "arms")
 BUDGET_KEYS = ("minutes", "steps")
 EVAL_KEYS = ("metrics", "num", "features", "against", "fractions")
 ARM_KEYS = ("name", "overrides")
-# keys a study sets itself for every run: an arm may not set them
+# keys a study sets itself for every run: neither the base nor an arm may set them (a steps budget would
+# otherwise be cut short by a base's max_minutes, unnoticed)
 RUN_KEYS = ("out", "seed", "max_steps", "max_minutes", "resume")
 
 
@@ -99,11 +100,20 @@ def _check_keys(where: str, mapping: dict, allowed: tuple[str, ...]) -> None:
                               f"allowed: {', '.join(allowed)}")
 
 
+def _check_run_keys(where: str, overrides: dict) -> None:
+    """Keys the study owns, and evaluation during training (its minutes would count as training time)."""
+    for key, value in _flatten_model_args(overrides).items():
+        if key in RUN_KEYS:
+            raise ConfigError(f"{where} sets {key!r}, which the study sets for every run (its budget is the "
+                              "spec's budget)")
+        if key == "eval_every" and value:
+            raise ConfigError(f"{where} sets 'eval_every': evaluation during training would count as training "
+                              "time; the study scores every run itself, at eval: fractions")
+
+
 def _check_run_config(spec: StudySpec, arm: Arm) -> None:
     """Build the arm's train config and model config without training: the train config's own checks."""
-    for key in _flatten_model_args(arm.overrides):
-        if key in RUN_KEYS:
-            raise ConfigError(f"arm {arm.name!r} sets {key!r}, which the study sets for every run")
+    _check_run_keys(f"arm {arm.name!r}", arm.overrides)
     try:
         cfg = spec.train_config(arm, spec.seeds[0], "unused")
     except ConfigError as exc:
@@ -153,7 +163,10 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
     baseline = data.get("baseline", arms[0].name)
     if baseline not in [a.name for a in arms]:
         raise ConfigError(f"baseline {baseline!r} is not an arm{did_you_mean(str(baseline), [a.name for a in arms])}")
+    if not isinstance(data["base"] or {}, dict):
+        raise ConfigError("base must be a mapping of train config keys, e.g. {data: fashion-mnist, model: sagan_32}")
     base = dict(data["base"] or {})
+    _check_run_keys("base", base)
     spec = StudySpec(str(data["name"]), base, dict(data["budget"]), list(seeds),
                      {"metrics": list(parse_metrics(ev.get("metrics", ["fd", "kid", "pr"]))), "num": num,
                       **{k: ev[k] for k in ("features", "against", "fractions") if k in ev}},

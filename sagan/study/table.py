@@ -1,6 +1,7 @@
 """The study's tables: one row per arm (runs, steps, images/s, each score as mean ± std over seeds), then each
-arm against the baseline with its interval and the words it earns. Views of study.json: study.md and the tables
-of study.html are built from the same rows."""
+arm against the baseline with its interval, its Holm-adjusted p-value and the words it earns. Views of study.json:
+study.md and the tables of study.html are built from the same rows (a study.json written before the correction
+and the failed-run records existed renders too, without them)."""
 
 from __future__ import annotations
 
@@ -38,21 +39,27 @@ def arm_rows(study: dict) -> tuple[list[str], list[list[str]]]:
     header = ["arm", "runs done", "steps", "minutes", "images/s", *keys]
     rows = []
     for name, entry in arms.items():
-        row = [name + (" (baseline)" if name == spec["baseline"] else ""), f"{entry['runs_done']}/{entry['runs']}",
+        failed = len(entry.get("failed", []))
+        row = [name + (" (baseline)" if name == spec["baseline"] else ""),
+               f"{entry['runs_done']}/{entry['runs']}" + (f", {failed} failed" if failed else ""),
                _mean_std(entry.get("step"), 0), _mean_std(entry.get("minutes"), 2),
                _mean_std(entry.get("images_per_sec"), 1)]
         rows.append(row + [_mean_std(entry.get("scores", {}).get(k)) for k in keys])
     return header, rows
 
 
+_TESTS = {"paired": "paired by seed", "welch": "Welch"}
+
+
 def versus_rows(study: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the comparison with the baseline: difference [interval]: verdict."""
+    """Header and rows of the comparison with the baseline: difference [interval], Holm-adjusted p: verdict; the
+    arm's cell names the test (paired by seed, or Welch's)."""
     spec, arms, keys = study["spec"], study["summary"]["arms"], score_keys(study)
     rows = []
     for name, entry in arms.items():
         if name == spec["baseline"]:
             continue
-        cells = []
+        cells, tests = [], set()
         for k in keys:
             cmp = entry.get("versus_baseline", {}).get(k)
             if cmp is None:
@@ -61,8 +68,11 @@ def versus_rows(study: dict) -> tuple[list[str], list[list[str]]]:
                 cells.append(cmp["verdict"])
             else:
                 iv = cmp["interval"]
-                cells.append(f"{iv['diff']:+.3g} [{iv['low']:+.3g}, {iv['high']:+.3g}]: {cmp['verdict']}")
-        rows.append([name, *cells])
+                tests.add(_TESTS.get(iv.get("test"), ""))
+                p = f", p {cmp['p_holm']:.2g}" if "p_holm" in cmp else ""
+                cells.append(f"{iv['diff']:+.3g} [{iv['low']:+.3g}, {iv['high']:+.3g}]{p}: {cmp['verdict']}")
+        tests.discard("")
+        rows.append([name + (f" ({', '.join(sorted(tests))})" if tests else ""), *cells])
     return ["arm", *keys], rows
 
 
@@ -79,10 +89,18 @@ def notes(study: dict) -> list[str]:
            f"Scores: {ev['num']:,} G_ema samples (seed 0) per run at the full budget, against "
            f"{ev.get('against') or spec['base'].get('data', 'fashion-mnist')}, features "
            f"{ev.get('features') or 'the default for that data'}; mean ± standard deviation over seeds.",
-           f"Comparison: {summary['test']}, arm minus baseline. Where the interval includes 0 the words say that no "
-           "difference was measured. Lower is better for fd and kid; higher for is, precision, recall, density "
-           "and coverage.",
+           f"Comparison (arm minus baseline): {summary['test']}. "
+           + ("A difference is called better or worse only when its Holm-adjusted p (shown) is below "
+              f"{1 - LEVEL:.2g}; otherwise the words say that no difference was measured. " if "tests" in summary else
+              "Where the interval includes 0 the words say that no difference was measured. ")
+           + "Lower is better for fd and kid; higher for is, precision, recall and coverage; density has no better "
+             "side (real against real it is about 1), so its differences are called higher or lower.",
            f"CPU: {'; '.join(summary['cpus']) or 'no finished run yet'}."]
+    failed = [f"`{name}` seed {f['seed']}: {f['reason']}" for name, entry in summary["arms"].items()
+              for f in entry.get("failed", [])]
+    if failed:
+        out.append("Failed runs (counted in the runs column, left out of the scores; delete a run's folder "
+                   f"runs/ARM/seed_S to try it again): {'; '.join(failed)}.")
     if summary["mixed_cpus"] and kind == "minutes":
         out.append("**Warning: the runs of this wall-clock study ran on different CPUs, so equal minutes bought "
                    "different amounts of training; read the steps column.**")
@@ -97,6 +115,8 @@ def study_markdown(study: dict) -> str:
     """study.md from a study.json mapping."""
     lines = [f"# Study {study['spec']['name']}", ""] + [f"- {n}" for n in notes(study)] + [""]
     lines += _md_table(*arm_rows(study))
-    lines += ["", f"Against the baseline (difference of means with its {LEVEL:.0%} Welch interval):", ""]
+    corrected = ", Holm-adjusted p" if "tests" in study["summary"] else ""
+    lines += ["", f"Against the baseline (difference of means [its {LEVEL:.0%} interval]{corrected}: the words it "
+              "earns):", ""]
     lines += _md_table(*versus_rows(study))
     return "\n".join(lines) + "\n"

@@ -85,7 +85,7 @@ def test_scorer_end_to_end_then_from_the_cache(labelled, tmp_path, capsys, monke
     assert prov["extractor"] == "classifier" and 0 <= prov["extractor_heldout_accuracy"] <= 1
     assert prov["extractor_cache_hit"] is False and prov["class_names"] == ["blue", "green", "red"]
     assert prov["real_class_shares"] == pytest.approx([1 / 3] * 3)
-    assert set(SCORES) <= set(floor["scores"]) and "half" in floor["how"]
+    assert set(SCORES) <= set(floor["scores"]) and "held-out" in floor["how"]
     assert all(r["metric"] != "fid" for r in doc["records"])
     table = printed.out
     assert "fd_classifier" in table and "floor" in table and "held-out accuracy" in table and "red" in table
@@ -126,8 +126,9 @@ def test_floor_is_a_fixed_split_and_beats_a_collapsed_generator(labelled, tmp_pa
     feats = torch.randn(400, 8, generator=g)
     logits = torch.randn(400, 3, generator=g)
     labels = torch.arange(400) % 3
-    floor = real_floor(feats, logits, labels, 3, "_x")
-    assert floor == real_floor(feats, logits, labels, 3, "_x")  # the same split every time
+    held_out = torch.arange(200, 400)
+    floor = real_floor(feats, logits, labels, 3, "_x", held_out)
+    assert floor == real_floor(feats, logits, labels, 3, "_x", held_out)  # the same draw every time
     assert floor["fd_x"] < 0.5 and floor["precision_x"] > 0.6 and floor["recall_x"] > 0.6
     assert floor["class_tv_x"] < 0.2
     # the red-only 'generator' scores worse than the floor: the classifier's shares and distances show the collapse
@@ -136,6 +137,50 @@ def test_floor_is_a_fixed_split_and_beats_a_collapsed_generator(labelled, tmp_pa
     doc = json.loads(out.read_text())
     assert doc["scores"]["fd_classifier"] > doc["floor"]["scores"]["fd_classifier"]
     assert doc["scores"]["recall_classifier"] < doc["floor"]["scores"]["recall_classifier"]
+
+
+def test_the_floor_scores_images_the_extractor_never_saw():
+    """Features of the images an extractor was trained on sit apart from those of new images (here by a shift);
+    the floor must show that gap, as a perfect generator's new images would meet it."""
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(600, 8, generator=g)
+    held_out = torch.arange(500, 600)
+    feats[held_out] += 1.0  # unseen images: their features differ
+    logits = torch.zeros(600, 3)
+    logits[torch.arange(600), torch.arange(600) % 3] = 5.0  # seen images: the labels, learnt
+    logits[held_out, 0] = 9.0  # unseen ones: the classifier says class 0 to all
+    labels = torch.arange(600) % 3
+    floor = real_floor(feats, logits, labels, 3, "_x", held_out)
+    assert floor["fd_x"] > 4  # about 8 x 1^2: the shift, in every dimension
+    assert floor["class_tv_x"] == pytest.approx(2 / 3, abs=0.02)  # the held-out argmax, not the learnt one
+    seen_only = real_floor(feats[:500], logits[:500], labels[:500], 3, "_x", torch.arange(250, 500))
+    assert seen_only["fd_x"] < 0.5 and seen_only["class_tv_x"] < 0.05
+
+
+def test_the_extractors_floor_is_on_its_held_out_images_and_an_old_cached_floor_is_redone(labelled, tmp_path,
+                                                                                          monkeypatch):
+    from sagan.metrics.classifier import _predict, classifier_extractor, holdout_split
+    from sagan.metrics.reference import load_reference
+
+    ref = load_reference(str(labelled / "ref"), 16, labels=str(labelled / "labels.csv"), label_column="colour")
+    settings = ClassifierSettings(epochs=2)
+    ex = classifier_extractor(ref, settings=settings)
+    hold, fit, _ = holdout_split(len(ref.images), settings)
+    assert len(hold) == ex.meta["heldout_count"] and not set(hold.tolist()) & set(fit.tolist())
+    feats, logits = _predict(ex.net, ref.images)
+    assert ex.meta["floor"] == real_floor(feats, logits, ref.labels, 3, "_classifier", hold)
+    assert "held-out" in ex.meta["floor_how"]
+    # a classifier cached with the old floor keeps its weights; only its floor is computed again
+    meta_path = next((tmp_path / "cache" / "classifiers").glob("*.json"))
+    old = json.loads(meta_path.read_text())
+    old.pop("floor_format")
+    old["floor"] = {"fd_classifier": 0.0}
+    meta_path.write_text(json.dumps(old))
+    classifier_module._MEMO.clear()
+    monkeypatch.setattr(classifier_module, "train_classifier", lambda *a, **k: pytest.fail("trained again"))
+    again = classifier_extractor(ref, settings=settings)
+    assert again.cache_hit and again.meta["floor"] == ex.meta["floor"]
+    assert json.loads(meta_path.read_text())["floor"] == ex.meta["floor"]
 
 
 def test_bad_inputs_exit_2_with_one_line(labelled, tmp_path, capsys):

@@ -69,7 +69,7 @@ def test_every_run_is_an_ordinary_run_folder_scored_at_each_fraction(study):
     verdicts = {v["verdict"] for v in arms["no-attention"]["versus_baseline"].values()}
     assert verdicts <= {"no difference measured", "better than the baseline", "worse than the baseline"}
     md = (out / "study.md").read_text()
-    assert "| sagan (baseline) | 2/2 | 4 ± 0 |" in md and "| no-attention |" in md and "Welch" in md
+    assert "| sagan (baseline) | 2/2 | 4 ± 0 |" in md and "| no-attention (paired by seed) |" in md and "Holm" in md
 
 
 def test_seed_major_order_keeps_every_arm_in_a_study_stopped_early():
@@ -121,3 +121,82 @@ def test_the_page_renders_with_every_image(study, tmp_path):
     assert len(result["images"]) == 6
     assert all(img["naturalWidth"] > 0 for img in result["images"])
     assert result["title"] == "sagan study: tiny"
+
+
+def _diverging_spec(data) -> dict:
+    """One seed of the tiny study and an arm whose learning rates make its losses infinite at the first step."""
+    spec = _spec(data)
+    spec["seeds"] = [0]
+    spec["arms"][1] = {"name": "diverges", "overrides": {"lr_d": 1e38, "lr_g": 1e38}}
+    return spec
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_diverging_run_is_recorded_as_failed_and_the_study_goes_on(tiny_folder, tmp_path, parallel):
+    spec = tmp_path / "diverging.yaml"
+    spec.write_text(yaml.safe_dump(_diverging_spec(tiny_folder)))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sagan", "study", str(spec), "--out", str(out), "--parallel", str(parallel)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 finished run(s), 1 failed" in result.stderr
+    study = json.loads((out / "study.json").read_text())
+    failed = next(r for r in study["runs"] if r["arm"] == "diverges")
+    assert failed["failed"].startswith("diverged: the generator loss became NaN or infinite at step 1")
+    arms = study["summary"]["arms"]
+    assert arms["sagan"]["runs_done"] == 1 and arms["diverges"]["runs_done"] == 0
+    assert arms["diverges"]["failed"] == [{"seed": 0, "reason": failed["failed"]}]
+    md = (out / "study.md").read_text()
+    assert "| diverges | 0/1, 1 failed |" in md and "`diverges` seed 0: diverged: the generator loss" in md
+    # running again trains nothing: the failure is a result, not retried
+    record = out / "runs" / "diverges" / "seed_0" / "study_run.json"
+    before = record.stat().st_mtime_ns
+    assert main(["study", str(spec), "--out", str(out)]) == 0
+    assert record.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_interrupting_a_parallel_study_stops_every_run_cleanly_and_writes_the_tables(tiny_folder, tmp_path, how):
+    """Ctrl-C reaches the whole process group; `kill PID` (SIGTERM) only the study, which tells its workers."""
+    data = _spec(tiny_folder)
+    data["budget"] = {"steps": 16}
+    data["base"]["checkpoint_every"] = 2
+    spec = tmp_path / "long.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sagan", "study", str(spec), "--out", str(out), "--parallel", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:  # interrupt once a third run is training: the first ones have finished, or nearly
+        started = lambda: [p for p in out.glob("runs/*/*") if list(p.glob("checkpoints/step_*.pt"))]  # noqa: E731
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and len(started()) < 3:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the study ended before it could be interrupted"
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), err[-3000:]
+    assert "Traceback" not in err and "BrokenProcessPool" not in err, err[-3000:]
+    assert "interrupted; the finished runs are in" in err
+    study = json.loads((out / "study.json").read_text())
+    finished = {(r["arm"], r["seed"]) for r in study["runs"] if r["done"]}
+    assert finished and not any(r.get("failed") for r in study["runs"])
+    assert sum(e["runs_done"] for e in study["summary"]["arms"].values()) == len(finished)
+    assert (out / "study.md").exists()
+    for run in started():  # every run that started kept its training: a checkpoint, and a record if it finished
+        state = json.loads((run / "study_run.json").read_text()) if (run / "study_run.json").exists() else None
+        assert (state is not None and state["done"]) or (run.parent.name, int(run.name[5:])) not in finished
+    assert not list(out.glob("runs/*/*/checkpoints/*.tmp"))
+    if how == "kill":
+        return
+    # nothing is lost: the same command finishes the study from there
+    assert main(["study", str(spec), "--out", str(out), "--parallel", "2"]) == 0
+    assert sum(e["runs_done"] for e in json.loads((out / "study.json").read_text())["summary"]["arms"].values()) == 4

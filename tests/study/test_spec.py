@@ -55,6 +55,11 @@ def test_a_good_spec_builds_each_runs_config():
     (_with(baseline="sagn"), "baseline 'sagn' is not an arm"),
     (_with(seeds=[0, 0]), "distinct integers"),
     (_with(eval={"metrics": ["fdd"]}), "unknown metric"),
+    # the clock would stop a steps budget early; evaluation during training would count as training time
+    (_with(base={"model": "sagan_32_cpu", "max_minutes": 5}), "base sets 'max_minutes', which the study sets"),
+    (_with(base={"model": "sagan_32_cpu", "max_steps": 5}), "base sets 'max_steps', which the study sets"),
+    (_with(base={"model": "sagan_32_cpu", "eval_every": 100}), "base sets 'eval_every'.*training time"),
+    (_with(arms=[{"name": "a", "overrides": {"eval_every": 50}}], baseline="a"), "arm 'a' sets 'eval_every'"),
 ])
 def test_spec_errors_name_the_problem(spec, message):
     with pytest.raises(ConfigError, match=message):
@@ -70,6 +75,33 @@ def test_cli_spec_error_is_one_line_exit_2_and_starts_nothing(tmp_path, capsys):
     assert not (tmp_path / "study").exists()
     assert main(["study", str(tmp_path / "missing.yaml")]) == 2
     assert "study spec not found" in capsys.readouterr().err
+
+
+def test_base_budget_keys_are_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "capped.yaml"
+    path.write_text(yaml.safe_dump(_with(base={"model": "sagan_32_cpu", "max_minutes": 2})))
+    assert main(["study", str(path), "--out", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "max_minutes" in err and not (tmp_path / "study").exists()
+    assert parse_spec(_with(base={"model": "sagan_32_cpu", "eval_every": 0})).base["eval_every"] == 0  # 0 is "none"
+
+
+def test_fresh_refuses_a_folder_that_is_not_a_study(tmp_path, capsys, monkeypatch):
+    spec = tmp_path / "good.yaml"  # no data: a study that got past the refusal would stop at its first run
+    spec.write_text(yaml.safe_dump(_with(base={"model": "sagan_32_cpu", "data": str(tmp_path / "no-data")})))
+    work = tmp_path / "work"
+    (work / "runs" / "mine").mkdir(parents=True)
+    (work / "notes.txt").write_text("keep me")
+    monkeypatch.chdir(work)
+    assert main(["study", str(spec), "--out", ".", "--fresh"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a study folder" in err
+    assert (work / "runs" / "mine").is_dir() and (work / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ConfigError, match="not a study folder"):
+        prepare_folder(parse_spec(GOOD), work, fresh=True)
+    assert (work / "runs" / "mine").is_dir() and not (work / "spec.json").exists()
+    prepare_folder(parse_spec(GOOD), tmp_path / "new", fresh=True)  # a new folder is fine
+    prepare_folder(parse_spec(GOOD), tmp_path / "new", fresh=True)  # and so is a study folder
 
 
 def test_a_folder_of_another_spec_is_refused_unless_fresh(tmp_path):
