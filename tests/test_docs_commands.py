@@ -5,7 +5,7 @@ Every `sagan ...` command in README.md and docs/*.md (fenced code blocks and inl
 `sagan.cli` builds, with abbreviations switched off so that a doc cannot lean on a prefix of a real flag. A usage
 line with `[optional]` parts or `A|B` alternatives (and any inline fragment) cannot be parsed as it stands, so
 there the subcommand and every `--flag` it names must exist. Train commands are resolved as `--dry-run` resolves
-them, and every configs/*.yaml or studies/*.yaml a command names must exist and load.
+them, and every configs/*.yaml or studies/**/*.yaml a command names (search specs too) must exist and load.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 _NOT_SHELL = {"python", "py", "yaml", "yml", "json", "csv", "toml", "html", "js", "css"}
 _SHELL_JOINERS = {"&&", "||", "|", ";"}
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-_REFERENCED_FILE = re.compile(r"(?:^|[=/\s])((?:configs|studies)/[\w.-]+\.ya?ml)$")
+_REFERENCED_FILE = re.compile(r"(?:^|[=/\s])((?:configs|studies)/[\w./-]+\.ya?ml)$")  # studies/search/ too
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,7 @@ def _check_referenced_files(cmd: DocCommand) -> list[str]:
     from sagan.config import TrainConfig, apply_overrides, load_yaml
     from sagan.errors import SaganError
     from sagan.study import load_spec
+    from sagan.study.search_spec import is_search_spec, load_search_spec
 
     problems = []
     for arg in cmd.argv:
@@ -200,6 +201,8 @@ def _check_referenced_files(cmd: DocCommand) -> list[str]:
         try:
             if m.group(1).startswith("configs/"):
                 apply_overrides(TrainConfig(), load_yaml(path))
+            elif is_search_spec(path):
+                load_search_spec(path)
             else:
                 load_spec(path)
         except SaganError as exc:
@@ -343,6 +346,7 @@ from sagan import create_model
     ("sagan sample runs/x --num many", "many"),
     ("sagan train --config configs/no_such_recipe.yaml", "configs/no_such_recipe.yaml does not exist"),
     ("sagan study studies/no_such_study.yaml", "studies/no_such_study.yaml does not exist"),
+    ("sagan study studies/search/no_such_search.yaml", "studies/search/no_such_search.yaml does not exist"),
     ("sagan train --set no_such_key=1", "no_such_key"),
     ("sagan train --model sagan_33", "sagan_33"),
     ("sagan sample RUN|CHECKPOINT --num 10 [--made-up K]", "--made-up"),
