@@ -174,7 +174,7 @@ def load_generator(target: str | Path, ema: bool = True,
     labels file; "class_names" the names of the model's classes in index order ([] when unconditional, None
     for a run from before they were recorded).
     """
-    from sagan.run_data import class_names_of
+    from sagan.data.run import class_names_of
 
     target = Path(target)
     if target.suffix == ".safetensors":

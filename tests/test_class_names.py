@@ -18,9 +18,9 @@ from PIL import Image
 from sagan.checkpoint import latest_checkpoint, load_generator
 from sagan.cli import main
 from sagan.config import TrainConfig, apply_overrides
+from sagan.data.run import RunData, class_name, load_run_data, resolve_class
 from sagan.errors import ConfigError, DataError
 from sagan.explore import render_page
-from sagan.run_data import RunData, class_name, load_run_data, resolve_class
 from sagan.train import train
 from tests.conftest import tiny_train_args
 from tests.test_labels import COLOURS, make_folder, write_csv

@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     labels = {"labels": args.labels, "label_column": args.label_column, "allow_unlabelled": args.allow_unlabelled}
     if kind in ("run", "checkpoint") and (against is None or not args.labels):
         from sagan.checkpoint import load_generator
-        from sagan.run_data import RunData
+        from sagan.data.run import RunData
 
         run = RunData.from_info(load_generator(args.target, ema=not args.no_ema)[1])
         against = against or run.data

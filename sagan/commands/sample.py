@@ -11,8 +11,8 @@ import torch
 from torchvision.utils import save_image
 
 from sagan.checkpoint import load_generator
+from sagan.data.run import class_name, resolve_class
 from sagan.errors import ConfigError, SaganError
-from sagan.run_data import class_name, resolve_class
 from sagan.sampling import generate, sample_labels
 from sagan.viz import image_grid
 

@@ -83,7 +83,7 @@ def _real_images(info: dict, num: int, seed: int) -> tuple[torch.Tensor, torch.T
     """`num` images of the run's data (its test split where it has one, with the run's labels file) in [-1, 1],
     their labels (None for an unconditional model) and a description."""
     from sagan.data import to_model_range
-    from sagan.run_data import load_run_data
+    from sagan.data.run import load_run_data
 
     cfg = info["model"]
     data = None
@@ -115,7 +115,7 @@ def explore_sets(target: str | Path, num: int = 16, seed: int = 0, class_index: 
     a conditional model, between two classes at one latent (G's layers). `class_index`: a class index or name.
     """
     from sagan.checkpoint import load_discriminator, load_generator
-    from sagan.run_data import class_name, resolve_class
+    from sagan.data.run import class_name, resolve_class
     from sagan.sampling import sample_labels, sample_latents
 
     generator, info = load_generator(target, ema=ema, map_location=device)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from sagan.run_data import name_list
+from sagan.data.run import name_list
 from sagan.sampling import labels_with_shares, sample_labels
 
 

@@ -95,9 +95,9 @@ def prepare_folder(spec: StudySpec, out: Path, fresh: bool) -> None:
 
 def _evaluate(spec: StudySpec, cfg, checkpoint: Path, state: dict) -> dict:
     from sagan.checkpoint import load_generator
+    from sagan.data.run import RunData
     from sagan.metrics import evaluate_generator
     from sagan.metrics.evaluation import scores_only
-    from sagan.run_data import RunData
 
     g_ema, _ = load_generator(checkpoint, ema=True)
     against = spec.eval.get("against", cfg.data)

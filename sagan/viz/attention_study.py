@@ -60,8 +60,8 @@ def attention_study(target: str | Path, points: Sequence[tuple[int, int]] = (), 
     `points` (x, y) in image pixels, or a `grid` x `grid` of them. `nets`: a subset of ("G", "D").
     """
     from sagan.checkpoint import load_discriminator, load_generator
+    from sagan.data.run import class_name, resolve_class
     from sagan.errors import ConfigError
-    from sagan.run_data import class_name, resolve_class
     from sagan.sampling import sample_labels, sample_latents
 
     exported = Path(target).suffix == ".safetensors"
