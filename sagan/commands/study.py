@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="runs at once, each with cores/P threads (default 1: wall-clock budgets are fair only "
                         "when runs do not share the machine)")
     p.add_argument("--fresh", action="store_true",
-                   help="delete the study folder's runs and results and start over (refused in a folder no study made)")
+                   help="delete the study folder's runs and results, and empty the spec's record folder, and start "
+                        "over (refused in a folder no study made)")
     p.add_argument("--tables-only", action="store_true", help="train nothing: rewrite study.json/md/html from the runs")
     p.add_argument("--plan", action="store_true",
                    help="train nothing: print, for each score and arm, the smallest difference the study detects at "

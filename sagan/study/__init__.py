@@ -15,6 +15,7 @@ from sagan.study.table import study_markdown
 def write_outputs(spec: StudySpec, out: str | Path, html: bool = True) -> dict:
     """Gather every run record of the study folder into study.json, and write study.md (and study.html)."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # --tables-only in a fresh checkout: the runs are in the record only
     records = collect_records(spec, out)
     study = {"spec": spec.to_dict(), "identity": spec.identity(), "runs": records,
              "summary": summarise(spec, records)}

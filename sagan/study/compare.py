@@ -166,6 +166,7 @@ def summarise(spec, records: Sequence[dict]) -> dict:
                 entry["scores"][k] = {**mean_std([v for _, v in pairs]), "values": [v for _, v in pairs],
                                       "seeds": [seed for seed, _ in pairs]}
             entry["cpus"] = sorted({s["cpu"] for s in finals})
+            entry["devices"] = sorted({s.get("device") or "cpu" for s in finals})
         curve = {}
         for fraction in spec.fractions:
             # a failed run's early scores stay out: every point of a curve rests on the same runs
@@ -202,7 +203,9 @@ def summarise(spec, records: Sequence[dict]) -> dict:
     cpus = sorted({c for e in arms.values() for c in e.get("cpus", [])})
     scorers = sorted({s for r in records if not r.get("failed") and (f := final_segment(r)) is not None
                       if (s := f.get("provenance", {}).get("extractor_weights_sha256"))})
-    return {"arms": arms, "cpus": cpus, "mixed_cpus": len(cpus) > 1, "scorers": scorers,
+    devices = sorted({d for e in arms.values() for d in e.get("devices", [])})
+    return {"arms": arms, "cpus": cpus, "mixed_cpus": len(cpus) > 1, "devices": devices,
+            "mixed_devices": len(devices) > 1, "scorers": scorers,
             "mixed_scorers": len(scorers) > 1, "tests": len(tested), "power": POWER,
             "test": (f"{LEVEL:.0%} t interval on the difference of means over seeds, paired by seed where both "
                      "arms finished the same seeds (else Welch's); verdicts from Holm-adjusted p-values over the "

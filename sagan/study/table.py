@@ -98,7 +98,8 @@ def notes(study: dict) -> list[str]:
               "Where the interval includes 0 the words say that no difference was measured. ")
            + "Lower is better for fd and kid; higher for is, precision, recall and coverage; density has no better "
              "side (real against real it is about 1), so its differences are called higher or lower.",
-           f"CPU: {'; '.join(summary['cpus']) or 'no finished run yet'}."]
+           f"CPU: {'; '.join(summary['cpus']) or 'no finished run yet'}"
+           + (f"; device: {'; '.join(summary['devices'])}." if summary.get("devices") else ".")]
     failed = [f"`{name}` seed {f['seed']}: {f['reason']}" for name, entry in summary["arms"].items()
               for f in entry.get("failed", [])]
     if failed:
@@ -113,6 +114,10 @@ def notes(study: dict) -> list[str]:
     if summary["mixed_cpus"] and kind == "minutes":
         out.append("**Warning: the runs of this wall-clock study ran on different CPUs, so equal minutes bought "
                    "different amounts of training; read the steps column.**")
+    if summary.get("mixed_devices") and kind == "minutes":
+        out.append(f"**Warning: the runs of this wall-clock study trained on different devices "
+                   f"({', '.join(summary['devices'])}), so equal minutes bought different amounts of training; read "
+                   "the steps column.**")
     return out
 
 

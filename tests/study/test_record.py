@@ -163,3 +163,18 @@ def test_an_interrupted_study_goes_on_in_a_fresh_checkout_to_the_same_scores(tin
     assert _finals(fresh / "out" / "study.json") == _finals(whole / "out" / "study.json")
     md = (fresh / "out" / "study.md").read_text()
     assert "| sagan (baseline) | 2/2 |" in md and "Record:" in md and "detectable" in md
+
+
+def test_tables_flag_scores_from_different_scorers_and_minutes_from_different_devices():
+    from sagan.study.compare import summarise
+    from sagan.study.table import study_markdown
+
+    spec = parse_spec({**SPEC, "budget": {"minutes": 5}})
+    runs = [_run("sagan", 0, "a" * 64), _run("sagan", 1, "a" * 64), _run("other", 0, "a" * 64),
+            _run("other", 1, "a" * 64)]
+    runs[1]["segments"][0]["device"] = "NVIDIA H200"
+    md = study_markdown({"spec": spec.to_dict(), "summary": summarise(spec, runs)})
+    assert "different devices (NVIDIA H200, cpu)" in md and "different feature extractor" not in md
+    runs[3]["segments"][0]["provenance"]["extractor_weights_sha256"] = "b" * 64
+    md = study_markdown({"spec": spec.to_dict(), "summary": summarise(spec, runs)})
+    assert "different feature extractor weights (sha256 aaaaaaaaaaaa, bbbbbbbbbbbb)" in md
