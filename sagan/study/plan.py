@@ -200,13 +200,14 @@ def plan_text(name: str, result: dict, source: str) -> str:
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:.3g}"
 
+    if not result["rows"]:
+        return (f"Plan for study {name}: no finished baseline run in {source}, so no seed spread to plan from; run "
+                "a pilot (a few seeds of the study, or a shorter budget) or give --pilot STUDY.\n")
     lines = [f"Plan for study {name}: {result['seeds']} seeds; paired t test by seed, two-sided, power "
              f"{result['power']:.0%}, alpha {result['alpha']:.2g} with Holm over {result['tests']} comparisons "
              f"(planned at its strictest step, {result['alpha_per_test']:.2g} each).",
-             f"Seed spread from {result['runs']} finished run(s) of {source}.", ""]
-    if not result["rows"]:
-        return "\n".join(lines + ["No finished baseline run yet: nothing to plan from (run a pilot, or give "
-                                  "--pilot STUDY)."]) + "\n"
+             f"Seed spread from {result['runs']} finished run(s) of {source}; a spread measured on few seeds is "
+             "itself uncertain, so read these as rough sizes.", ""]
     header = ["score", "arm", "sd of difference", f"detectable at {result['seeds']} seeds"]
     wanted = any(r["difference"] is not None for r in result["rows"])
     if wanted:
