@@ -10,6 +10,7 @@ their seed. Layout:
                                         steps, minutes, CPU, device, provenance
     RECORD/scorer/classifier-KEY.*      the classifier that scored the runs (`features: classifier` only): trained
                                         once, then read from here by every later session (sagan.metrics.classifier)
+    RECORD/study.md                     the study's tables as of the last session
 
 Scores are comparable only when one extractor computed them: a run scored by other weights than the record's
 (sha256 in each score's provenance) is refused, and a record whose runs were scored by a classifier it does not

@@ -103,8 +103,9 @@ def notes(study: dict) -> list[str]:
     failed = [f"`{name}` seed {f['seed']}: {f['reason']}" for name, entry in summary["arms"].items()
               for f in entry.get("failed", [])]
     if failed:
+        kept = f" and its record {spec['record'].rstrip('/')}/finished/ARM/seed_S.json" if spec.get("record") else ""
         out.append("Failed runs (counted in the runs column, left out of the scores; delete a run's folder "
-                   f"runs/ARM/seed_S to try it again): {'; '.join(failed)}.")
+                   f"runs/ARM/seed_S{kept} to try it again): {'; '.join(failed)}.")
     if spec.get("record"):
         out.append(f"Record: every finished run is kept in `{spec['record']}` (scores, steps, minutes, CPU, device, "
                    "provenance; the scorer too), so the study goes on in a fresh checkout.")

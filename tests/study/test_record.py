@@ -163,6 +163,7 @@ def test_an_interrupted_study_goes_on_in_a_fresh_checkout_to_the_same_scores(tin
     assert _finals(fresh / "out" / "study.json") == _finals(whole / "out" / "study.json")
     md = (fresh / "out" / "study.md").read_text()
     assert "| sagan (baseline) | 2/2 |" in md and "Record:" in md and "detectable" in md
+    assert (fresh / "rec" / "study.md").read_text() == md
 
 
 def test_tables_flag_scores_from_different_scorers_and_minutes_from_different_devices():
