@@ -16,8 +16,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="runs at once, each with cores/P threads (default 1: wall-clock budgets are fair only "
                         "when runs do not share the machine)")
     p.add_argument("--fresh", action="store_true",
-                   help="delete the study folder's runs and results and start over (refused in a folder no study made)")
+                   help="delete the study folder's runs and results, and empty the spec's record folder, and start "
+                        "over (refused in a folder no study made)")
     p.add_argument("--tables-only", action="store_true", help="train nothing: rewrite study.json/md/html from the runs")
+    p.add_argument("--plan", action="store_true",
+                   help="train nothing: print, for each score and arm, the smallest difference the study detects at "
+                        "its seeds (80%% power, its paired t test, Holm over all comparisons), from the seed spread "
+                        "of its finished runs (or --pilot's)")
+    p.add_argument("--difference", metavar="D|SCORE=D,...",
+                   help="with --plan: also print how many seeds this difference needs (one number for every score, "
+                        "or per score, e.g. fd_classifier=0.5,kid_classifier=0.01)")
+    p.add_argument("--pilot", metavar="STUDY",
+                   help="with --plan: take the seed spread from another study's runs (its study.json, study folder "
+                        "or record folder), matched by arm name")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("studies") / "runs" / spec.name)
     only = [a.strip() for a in args.only.split(",") if a.strip()] if args.only else None
     seeds = seeds_for(spec.seeds, args.seeds)
+    if args.plan or args.difference is not None or args.pilot:
+        return _plan(args, spec, out, len(seeds))
     if not args.tables_only:
         try:
             run_study(spec, out, seeds=seeds, only=only, parallel=args.parallel, fresh=args.fresh)
@@ -50,4 +63,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"study {spec.name}: {done} finished run(s)" + (f", {failed} failed (see study.md)" if failed else "")
           + f"; tables in {out / 'study.md'}, page {out / 'study.html'}, "
           f"data {out / 'study.json'}", file=sys.stderr)
+    return 0
+
+
+def _plan(args: argparse.Namespace, spec, out, seeds: int) -> int:
+    from sagan.errors import ConfigError
+    from sagan.study.plan import load_pilot, parse_differences, plan, plan_text
+    from sagan.study.runner import collect_records
+
+    if not args.plan:
+        raise ConfigError("--difference and --pilot go with --plan")
+    differences = parse_differences(args.difference)
+    if args.pilot:
+        records, source = load_pilot(args.pilot), f"the pilot {args.pilot}"
+    else:
+        where = f"{out}" + (f" and the record {spec.record}" if spec.record else "")
+        records, source = collect_records(spec, out), f"this study ({where})"
+    print(plan_text(spec.name, plan(spec, records, seeds, differences), source), end="")
     return 0

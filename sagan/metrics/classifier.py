@@ -11,6 +11,10 @@ The trained network is cached under $SAGAN_CACHE/classifiers (default ~/.cache/s
 reference's pixels, its labels and class names and the training settings, so a second evaluation trains nothing.
 With it is stored the real-against-real floor (sagan.metrics.floor) in its feature space, computed on the
 held-out images (a classifier cached before that is kept; its floor is recomputed once).
+
+Inside `classifier_from(folder)` a classifier is read from that folder first (a study's record keeps the one that
+scored its runs there, so a later session scores with the same weights instead of retraining, which on another
+machine gives other weights).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,6 +221,21 @@ class ClassifierExtractor(FeatureExtractor):
 
 
 _MEMO: dict[tuple, ClassifierExtractor] = {}
+_PINNED: list[Path] = []
+
+
+@contextmanager
+def classifier_from(folder: str | Path | None) -> Iterator[None]:
+    """Inside it, a classifier is loaded from `folder` (classifier-KEY.safetensors and .json, as in the cache) when
+    the folder holds the one for the reference, before the cache is looked at; None changes nothing."""
+    if folder is None:
+        yield
+        return
+    _PINNED.append(Path(folder))
+    try:
+        yield
+    finally:
+        _PINNED.pop()
 
 
 def _floor(net: ClassifierNet, ref, settings: ClassifierSettings) -> dict:
@@ -250,20 +271,25 @@ def classifier_extractor(ref, cache_dir: str | Path | None = None, use_cache: bo
                          "pass --labels FILE.csv [--label-column NAME], or put its images in one sub-folder per class")
     key = classifier_key(ref.images, ref.labels, list(ref.class_names), settings)
     real_shares = np.bincount(ref.labels.numpy(), minlength=len(ref.class_names)) / len(ref.labels)
-    if (key, str(device), use_cache) in _MEMO:
-        return _MEMO[(key, str(device), use_cache)]
     folder = classifier_dir(cache_dir)
     path = folder / f"classifier-{key}.safetensors"
+    pinned = _PINNED[-1] / path.name if _PINNED else None
+    pinned = pinned if pinned is not None and pinned.is_file() and pinned.with_suffix(".json").is_file() else None
+    memo_key = (key, str(device), use_cache, str(pinned))
+    if memo_key in _MEMO:
+        return _MEMO[memo_key]
     c, s, k = ref.images.shape[1], ref.images.shape[-1], len(ref.class_names)
     net = ClassifierNet(c, k, s, settings.widths)
-    if use_cache and path.is_file() and path.with_suffix(".json").is_file():
-        blob = path.read_bytes()
-        net.load_state_dict(load_file(str(path)))
-        meta = json.loads(path.with_suffix(".json").read_text())
+    source = pinned or path
+    if (pinned or use_cache) and source.is_file() and source.with_suffix(".json").is_file():
+        blob = source.read_bytes()
+        net.load_state_dict(load_file(str(source)))
+        meta = json.loads(source.with_suffix(".json").read_text())
         if meta.get("floor_format") != FLOOR_FORMAT:  # cached before the floor moved to the held-out images
             meta.update(_floor(net.eval(), ref, settings))
             try:
-                _write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+                if pinned is None:  # a pinned classifier's files are kept as they are
+                    _write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
             except OSError:
                 pass  # a read-only cache: the floor is recomputed on each first use instead
         hit = True
@@ -287,10 +313,11 @@ def classifier_extractor(ref, cache_dir: str | Path | None = None, use_cache: bo
             _write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
             os.replace(tmp, path)  # the weights appear last: a file under the final name is complete
         hit = False
-    ex = ClassifierExtractor(net, list(ref.class_names), meta, str(path) if use_cache else "(not cached: --no-cache)",
-                             hashlib.sha256(blob).hexdigest(), real_shares, device)
+    where = str(source) if pinned or use_cache else "(not cached: --no-cache)"
+    ex = ClassifierExtractor(net, list(ref.class_names), meta, where, hashlib.sha256(blob).hexdigest(), real_shares,
+                             device)
     ex.cache_hit = hit
     if len(_MEMO) > 4:
         _MEMO.clear()
-    _MEMO[(key, str(device), use_cache)] = ex
+    _MEMO[memo_key] = ex
     return ex

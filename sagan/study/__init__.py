@@ -13,13 +13,17 @@ from sagan.study.table import study_markdown
 
 
 def write_outputs(spec: StudySpec, out: str | Path, html: bool = True) -> dict:
-    """Gather every run record of the study folder into study.json, and write study.md (and study.html)."""
+    """Gather every run record of the study folder (and of its record folder) into study.json, and write study.md
+    (also into the record folder) and study.html."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # --tables-only in a fresh checkout: the runs are in the record only
     records = collect_records(spec, out)
     study = {"spec": spec.to_dict(), "identity": spec.identity(), "runs": records,
              "summary": summarise(spec, records)}
     write_json(out / "study.json", study)
     (out / "study.md").write_text(study_markdown(study))
+    if spec.record and Path(spec.record).is_dir():  # the tables travel with the record, into the next checkout
+        (Path(spec.record) / "study.md").write_text(study_markdown(study))
     if html:
         write_page(study, out, out / "study.html")
     return study

@@ -5,7 +5,10 @@ A difference is the mean of arm minus baseline over seeds, with its 95% t interv
 weights; otherwise Welch's (`ttest_ind(equal_var=False)`), which does not assume equal variances. A study makes
 many such tests (every arm, every score), so the words are decided by Holm-adjusted p-values over all of them
 (family-wise error 5%): only a difference that survives the correction is called better or worse; any other is
-"no difference measured". The interval shown is the test's own, unadjusted.
+"no difference measured". The interval shown is the test's own, unadjusted. Beside each verdict stands the
+smallest difference the comparison could detect (80% power, at alpha / number of comparisons, Holm's strictest
+step, with the seeds and the spread it had: sagan.study.plan), so "no difference measured" says how big a
+difference was ruled out.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from scipy import stats as sps
 
 LEVEL = 0.95
 ALPHA = 1 - LEVEL
+POWER = 0.8  # the power at which the smallest detectable difference is stated
 # headline scores: fd_fmnist, kid, is_classifier, ...; never their spreads (kid_std, is_fmnist_std)
 _MAIN = re.compile(r"^(fid|fd|kid|is|precision|recall|density|coverage)(_(?!std$)[a-z0-9]+)?$")
 _HIGHER_IS_BETTER = ("is", "precision", "recall", "coverage")
@@ -122,6 +126,20 @@ def verdict(key: str, interval: dict | None, p_adjusted: float | None = None) ->
     return "better than the baseline" if better else "worse than the baseline"
 
 
+def _detectable(values: tuple[dict, dict, str], alpha: float) -> float | None:
+    """The smallest difference this comparison detects with 80% power at `alpha`, with its runs' spread."""
+    from sagan.study.plan import detectable_difference
+
+    mine, theirs, test = values
+    arm, base = dict(zip(mine["seeds"], mine["values"])), dict(zip(theirs["seeds"], theirs["values"]))
+    if test == "paired":
+        seeds = sorted(arm)
+        sd = float(np.std([arm[s] - base[s] for s in seeds], ddof=1))
+        return detectable_difference(sd, len(seeds), alpha, paired=True, power=POWER)
+    pooled = float(np.sqrt((np.var(list(arm.values()), ddof=1) + np.var(list(base.values()), ddof=1)) / 2))
+    return detectable_difference(pooled, len(arm), alpha, paired=False, n_other=len(base), power=POWER)
+
+
 def final_segment(record: dict) -> dict | None:
     done = [s for s in record["segments"] if s["fraction"] == 1.0]
     return done[0] if done else None
@@ -148,6 +166,7 @@ def summarise(spec, records: Sequence[dict]) -> dict:
                 entry["scores"][k] = {**mean_std([v for _, v in pairs]), "values": [v for _, v in pairs],
                                       "seeds": [seed for seed, _ in pairs]}
             entry["cpus"] = sorted({s["cpu"] for s in finals})
+            entry["devices"] = sorted({s.get("device") or "cpu" for s in finals})
         curve = {}
         for fraction in spec.fractions:
             # a failed run's early scores stay out: every point of a curve rests on the same runs
@@ -173,14 +192,23 @@ def summarise(spec, records: Sequence[dict]) -> dict:
                                        dict(zip(theirs["seeds"], theirs["values"])))
             entry["versus_baseline"][key] = {"interval": interval, "higher_is_better": higher_is_better(key)}
             if interval is not None:
+                entry["versus_baseline"][key]["_values"] = (mine, theirs, interval["test"])
                 tested.append(entry["versus_baseline"][key])
     for cmp, p in zip(tested, holm([c["interval"]["p"] for c in tested])):
         cmp["p_holm"] = p
+        cmp["detectable"] = _detectable(cmp.pop("_values"), ALPHA / len(tested))
     for entry in arms.values():
         for key, cmp in entry.get("versus_baseline", {}).items():
             cmp["verdict"] = verdict(key, cmp["interval"], cmp.get("p_holm"))
     cpus = sorted({c for e in arms.values() for c in e.get("cpus", [])})
-    return {"arms": arms, "cpus": cpus, "mixed_cpus": len(cpus) > 1, "tests": len(tested),
+    scorers = sorted({s for r in records if not r.get("failed") and (f := final_segment(r)) is not None
+                      if (s := f.get("provenance", {}).get("extractor_weights_sha256"))})
+    devices = sorted({d for e in arms.values() for d in e.get("devices", [])})
+    return {"arms": arms, "cpus": cpus, "mixed_cpus": len(cpus) > 1, "devices": devices,
+            "mixed_devices": len(devices) > 1, "scorers": scorers,
+            "mixed_scorers": len(scorers) > 1, "tests": len(tested), "power": POWER,
             "test": (f"{LEVEL:.0%} t interval on the difference of means over seeds, paired by seed where both "
                      "arms finished the same seeds (else Welch's); verdicts from Holm-adjusted p-values over the "
-                     f"study's {len(tested)} comparisons (family-wise error {ALPHA:.0%})")}
+                     f"study's {len(tested)} comparisons (family-wise error {ALPHA:.0%}); beside each, the smallest "
+                     f"difference it detects with {POWER:.0%} power at its seeds and spread, at alpha "
+                     f"{ALPHA:.2g}/{max(len(tested), 1)} (Holm's strictest step)")}

@@ -42,8 +42,14 @@ def _curves(study: dict) -> str:
 
 
 def _first_run(out: Path, study: dict, arm: str) -> Path | None:
-    seeds = study["summary"]["arms"][arm].get("seeds_done", [])
-    return out / "runs" / arm / f"seed_{seeds[0]}" if seeds else None
+    """The arm's first finished seed whose run folder is here (a run kept only in the record has no weights)."""
+    from sagan.checkpoint import list_checkpoints
+
+    for seed in study["summary"]["arms"][arm].get("seeds_done", []):
+        run = out / "runs" / arm / f"seed_{seed}"
+        if run.is_dir() and list_checkpoints(run):
+            return run
+    return None
 
 
 def _samples(out: Path, study: dict) -> str:

@@ -7,6 +7,10 @@ Layout of a study folder:
     DIR/runs/ARM/seed_S/study_run.json   that run's scores at each budget fraction, CPU, images/s; or why it
                                          failed (a diverged run is a result: recorded, not run again)
     DIR/study.json, study.md, study.html   written by `write_outputs` from the run records
+
+A spec with `record: FOLDER` also keeps every finished run's record, and the classifier that scored it, in that
+folder of the repository (sagan.study.record): the study then goes on in a fresh checkout, where the run folders
+are gone, skipping the recorded runs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 from sagan.checkpoint import atomic_write, latest_checkpoint
 from sagan.errors import ConfigError, SaganError
+from sagan.study.record import study_record
 from sagan.study.spec import Arm, StudySpec
 
 RECORD = "study_run.json"
@@ -119,7 +124,21 @@ def _diverged(exc: SaganError) -> str | None:
 
 def run_one(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int = 0) -> dict:
     """Train one (arm, seed) run to its budget, scoring it at each budget fraction; resumes where it stopped. A
-    run that diverges is recorded as failed, with the reason, and is not run again."""
+    run that diverges is recorded as failed, with the reason, and is not run again. With a record folder, a run
+    it holds is not run again, and a run that ends is kept there."""
+    from sagan.metrics.classifier import classifier_from
+
+    store = study_record(spec)
+    if store is not None and (kept := store.load(arm.name, seed)) is not None:
+        return kept
+    with classifier_from(store.scorer_dir if store is not None else None):
+        record = _train_and_score(spec, arm, seed, out, threads, store)
+    if store is not None and record["done"]:
+        store.save(record)
+    return record
+
+
+def _train_and_score(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int, store) -> dict:
     from sagan.config import apply_overrides
     from sagan.train import train
 
@@ -158,6 +177,8 @@ def run_one(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: int = 0) -
                    "images_per_sec": round(images / max(seconds, 1e-9), 2), "cpu": cpu_name(),
                    "device": device_name(base_cfg.device),
                    "threads": threads or None, **_evaluate(spec, base_cfg, path, state)}
+        if store is not None:  # scored by the record's scorer, or refused before any more training
+            store.keep_scorer(segment["provenance"])
         record["segments"].append(segment)
         write_json(record_path, record)
     record["done"] = True
@@ -190,6 +211,8 @@ def run_study(spec: StudySpec, out: str | Path, seeds: Sequence[int] | None = No
     if parallel < 1:
         raise ConfigError(f"--parallel must be >= 1, got {parallel}")
     prepare_folder(spec, out, fresh)
+    if (store := study_record(spec)) is not None:
+        store.prepare(fresh)
     jobs = jobs_in_order(spec, seeds, only)
     total = len(jobs)
 
@@ -199,7 +222,8 @@ def run_study(spec: StudySpec, out: str | Path, seeds: Sequence[int] | None = No
         records[job] = record
         where = f"study {spec.name}: [{i}/{total}] {record['arm']} seed {record['seed']}"
         if record.get("failed"):
-            say(f"{where}: FAILED, {record['failed']}; the study goes on (delete its folder to run it again)")
+            again = f"its folder and {spec.record}/finished/ARM/seed_S.json" if spec.record else "its folder"
+            say(f"{where}: FAILED, {record['failed']}; the study goes on (delete {again} to run it again)")
             return
         last = record["segments"][-1] if record["segments"] else {}
         scores = ", ".join(f"{k} {v:.4g}" for k, v in last.get("scores", {}).items()
@@ -219,11 +243,15 @@ def run_study(spec: StudySpec, out: str | Path, seeds: Sequence[int] | None = No
 
 
 def collect_records(spec: StudySpec, out: Path) -> list[dict]:
-    """Every run record in the study folder (finished, failed, or scored at some fraction), seed-major."""
-    seeds = sorted({int(p.name.split("_", 1)[1]) for p in (out / "runs").glob("*/seed_*")} | set(spec.seeds))
+    """Every run record in the study folder (finished, failed, or scored at some fraction) or in the spec's record
+    folder (which wins: it is what every session shares), seed-major."""
+    store = study_record(spec)
+    kept = {(r["arm"], r["seed"]): r for r in store.records()} if store is not None else {}
+    seeds = sorted({int(p.name.split("_", 1)[1]) for p in (out / "runs").glob("*/seed_*")} | set(spec.seeds)
+                   | {seed for _, seed in kept})
     found = []
     for arm, seed in jobs_in_order(spec, seeds, None):
-        record = read_json(run_dir(out, arm.name, seed) / RECORD)
+        record = kept.get((arm.name, seed)) or read_json(run_dir(out, arm.name, seed) / RECORD)
         if record and (record.get("segments") or record.get("failed")):
             found.append(record)
     return found

@@ -18,7 +18,7 @@ from sagan.errors import ConfigError, did_you_mean
 from sagan.metrics.evaluation import parse_metrics
 from sagan.models import model_config
 
-SPEC_KEYS = ("name", "base", "budget", "seeds", "eval", "baseline", "arms")
+SPEC_KEYS = ("name", "base", "budget", "seeds", "eval", "baseline", "arms", "record")
 BUDGET_KEYS = ("minutes", "steps")
 EVAL_KEYS = ("metrics", "num", "features", "against", "fractions")
 ARM_KEYS = ("name", "overrides")
@@ -42,6 +42,9 @@ class StudySpec:
     eval: dict
     baseline: str
     arms: list[Arm]
+    # a folder in the repository that keeps every finished run's record and the scorer (sagan.study.record), so
+    # the study goes on in a fresh checkout; relative to where `sagan study` runs, like the data paths
+    record: str | None = None
 
     @property
     def budget_kind(self) -> str:
@@ -68,14 +71,16 @@ class StudySpec:
         return apply_overrides(cfg, run)
 
     def identity(self) -> str:
-        """A hash of what makes two studies comparable (everything but the seeds, which may grow)."""
-        body = {k: v for k, v in self.to_dict().items() if k != "seeds"}
+        """A hash of what makes two studies comparable (everything but the seeds, which may grow, and where the
+        record is kept)."""
+        body = {k: v for k, v in self.to_dict().items() if k not in ("seeds", "record")}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
         return {"name": self.name, "base": self.base, "budget": self.budget, "seeds": self.seeds,
                 "eval": self.eval, "baseline": self.baseline,
-                "arms": [{"name": a.name, "overrides": a.overrides} for a in self.arms]}
+                "arms": [{"name": a.name, "overrides": a.overrides} for a in self.arms],
+                **({"record": self.record} if self.record else {})}
 
 
 def _flatten_model_args(overrides: dict) -> dict:
@@ -167,10 +172,13 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
         raise ConfigError("base must be a mapping of train config keys, e.g. {data: fashion-mnist, model: sagan_32}")
     base = dict(data["base"] or {})
     _check_run_keys("base", base)
+    record = data.get("record")
+    if record is not None and (not isinstance(record, str) or not record.strip()):
+        raise ConfigError(f"record must be a folder path (e.g. docs/studies/{data['name']}/), got {record!r}")
     spec = StudySpec(str(data["name"]), base, dict(data["budget"]), list(seeds),
                      {"metrics": list(parse_metrics(ev.get("metrics", ["fd", "kid", "pr"]))), "num": num,
                       **{k: ev[k] for k in ("features", "against", "fractions") if k in ev}},
-                     baseline, arms)
+                     baseline, arms, record)
     for arm in arms:
         _check_run_config(spec, arm)
     return spec

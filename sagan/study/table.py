@@ -1,5 +1,6 @@
 """The study's tables: one row per arm (runs, steps, images/s, each score as mean ± std over seeds), then each
-arm against the baseline with its interval, its Holm-adjusted p-value and the words it earns. Views of study.json:
+arm against the baseline with its interval, its Holm-adjusted p-value, the words it earns and the smallest difference
+it could detect. Views of study.json:
 study.md and the tables of study.html are built from the same rows (a study.json written before the correction
 and the failed-run records existed renders too, without them)."""
 
@@ -70,7 +71,9 @@ def versus_rows(study: dict) -> tuple[list[str], list[list[str]]]:
                 iv = cmp["interval"]
                 tests.add(_TESTS.get(iv.get("test"), ""))
                 p = f", p {cmp['p_holm']:.2g}" if "p_holm" in cmp else ""
-                cells.append(f"{iv['diff']:+.3g} [{iv['low']:+.3g}, {iv['high']:+.3g}]{p}: {cmp['verdict']}")
+                det = cmp.get("detectable")
+                det = f" (detectable ±{det:.3g})" if det is not None else ""
+                cells.append(f"{iv['diff']:+.3g} [{iv['low']:+.3g}, {iv['high']:+.3g}]{p}: {cmp['verdict']}{det}")
         tests.discard("")
         rows.append([name + (f" ({', '.join(sorted(tests))})" if tests else ""), *cells])
     return ["arm", *keys], rows
@@ -95,15 +98,27 @@ def notes(study: dict) -> list[str]:
               "Where the interval includes 0 the words say that no difference was measured. ")
            + "Lower is better for fd and kid; higher for is, precision, recall and coverage; density has no better "
              "side (real against real it is about 1), so its differences are called higher or lower.",
-           f"CPU: {'; '.join(summary['cpus']) or 'no finished run yet'}."]
+           f"CPU: {'; '.join(summary['cpus']) or 'no finished run yet'}"
+           + (f"; device: {'; '.join(summary['devices'])}." if summary.get("devices") else ".")]
     failed = [f"`{name}` seed {f['seed']}: {f['reason']}" for name, entry in summary["arms"].items()
               for f in entry.get("failed", [])]
     if failed:
+        kept = f" and its record {spec['record'].rstrip('/')}/finished/ARM/seed_S.json" if spec.get("record") else ""
         out.append("Failed runs (counted in the runs column, left out of the scores; delete a run's folder "
-                   f"runs/ARM/seed_S to try it again): {'; '.join(failed)}.")
+                   f"runs/ARM/seed_S{kept} to try it again): {'; '.join(failed)}.")
+    if spec.get("record"):
+        out.append(f"Record: every finished run is kept in `{spec['record']}` (scores, steps, minutes, CPU, device, "
+                   "provenance; the scorer too), so the study goes on in a fresh checkout.")
+    if summary.get("mixed_scorers"):
+        out.append("**Warning: these runs were scored by different feature extractor weights (sha256 "
+                   f"{', '.join(s[:12] for s in summary['scorers'])}), so their scores do not compare.**")
     if summary["mixed_cpus"] and kind == "minutes":
         out.append("**Warning: the runs of this wall-clock study ran on different CPUs, so equal minutes bought "
                    "different amounts of training; read the steps column.**")
+    if summary.get("mixed_devices") and kind == "minutes":
+        out.append(f"**Warning: the runs of this wall-clock study trained on different devices "
+                   f"({', '.join(summary['devices'])}), so equal minutes bought different amounts of training; read "
+                   "the steps column.**")
     return out
 
 
@@ -116,7 +131,9 @@ def study_markdown(study: dict) -> str:
     lines = [f"# Study {study['spec']['name']}", ""] + [f"- {n}" for n in notes(study)] + [""]
     lines += _md_table(*arm_rows(study))
     corrected = ", Holm-adjusted p" if "tests" in study["summary"] else ""
+    detectable = (f" (the smallest difference it detects with {study['summary']['power']:.0%} power)"
+                  if "power" in study["summary"] else "")
     lines += ["", f"Against the baseline (difference of means [its {LEVEL:.0%} interval]{corrected}: the words it "
-              "earns):", ""]
+              f"earns{detectable}):", ""]
     lines += _md_table(*versus_rows(study))
     return "\n".join(lines) + "\n"

@@ -1,0 +1,226 @@
+"""How big a difference a study can detect, and how many seeds a difference needs, from the seed spread of
+finished runs (the study's own, or a pilot's): `sagan study SPEC --plan [--difference D] [--pilot STUDY]`.
+
+The arithmetic is the power of the study's own test (sagan.study.compare): a two-sided t test of the difference
+of means over seeds, paired by seed (as statsmodels' `TTestPower` on the per-seed differences) since every arm of
+a planned study runs the same seeds, or Welch's for arms that finished different seeds (as `TTestIndPower` on the
+pooled spread, an approximation of Welch's). The power is integrated here rather than taken from statsmodels,
+whose noncentral t gives NaN at 3 seeds and a Holm-sized alpha, the very studies this plans.
+
+The Holm correction over all of a study's comparisons is planned for at its strictest step, alpha / number of
+comparisons, so a difference the plan calls detectable is detected whatever the other comparisons find. Power
+80% unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from sagan.errors import ConfigError
+from sagan.study.compare import ALPHA, POWER, main_metrics
+
+MOST_SEEDS = 10_000  # beyond this a plan says "more than"
+
+
+def t_test_power(noncentrality: float, df: float, alpha: float) -> float:
+    """The power of a two-sided t test: P(|T| > t_crit) for T noncentral t with `df` degrees of freedom.
+
+    Integrated over the chi-square of the spread (T = (Z + nc) / sqrt(V / df)), which stays finite where scipy's
+    noncentral t (and so statsmodels' TTestPower) returns NaN: large effects at 2-3 seeds and small alphas."""
+    from scipy import integrate
+    from scipy import stats as sps
+
+    crit = float(sps.t.ppf(1 - alpha / 2, df))
+
+    def given_spread(v: float) -> float:
+        scale = crit * math.sqrt(v / df)
+        return (sps.norm.sf(scale - noncentrality) + sps.norm.cdf(-scale - noncentrality)) * sps.chi2.pdf(v, df)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quad's accuracy notes; the integrand is smooth and bounded
+        value = integrate.quad(given_spread, 0, np.inf, limit=200)[0]
+    return min(1.0, max(0.0, value))
+
+
+def _power(effect: float, n: float, alpha: float, paired: bool, ratio: float = 1.0) -> float:
+    """Power of the paired test over n seeds (effect in units of the differences' sd), or of two groups of n and
+    ratio*n runs (effect in units of the pooled sd), as statsmodels' TTestPower and TTestIndPower define them."""
+    if paired:
+        return t_test_power(effect * math.sqrt(n), n - 1, alpha)
+    n2 = ratio * n
+    return t_test_power(effect * math.sqrt(n * n2 / (n + n2)), n + n2 - 2, alpha)
+
+
+def _root(f, low: float, high: float, most: float) -> float | None:
+    """The x in [low, most] where the increasing f crosses 0 (the bracket grows by doubling); None beyond `most`.
+    Bracketing here, rather than statsmodels' solve_power, because that one gives up at 3 seeds and small alphas."""
+    from scipy.optimize import brentq
+
+    while f(high) < 0:
+        if high >= most:
+            return None
+        low, high = high, min(high * 2, most)
+    return float(brentq(f, low, high, xtol=1e-10)) if f(low) < 0 else low
+
+
+def detectable_difference(sd: float | None, n: int, alpha: float, paired: bool = True, n_other: int | None = None,
+                          power: float = POWER) -> float | None:
+    """The smallest |difference of means| that a two-sided t test at `alpha` finds with probability `power`:
+    paired over n seeds when `sd` is the spread of the per-seed differences, else two groups of n and `n_other`
+    runs with `sd` their pooled spread. None with fewer than 2 seeds or no spread."""
+    if sd is None or n < 2 or (not paired and (n_other or n) < 2):
+        return None
+    if sd == 0:
+        return 0.0
+    effect = _detectable_effect(n, alpha, power, paired, (n_other or n) / n)
+    return None if effect is None else effect * sd
+
+
+@functools.lru_cache(maxsize=256)
+def _detectable_effect(n: int, alpha: float, power: float, paired: bool, ratio: float) -> float | None:
+    """The detectable effect in units of the spread: the same for every score and arm of a study."""
+    return _root(lambda e: _power(e, n, alpha, paired, ratio) - power, 1e-9, 1.0, 1e6)
+
+
+def seeds_needed(difference: float, sd: float | None, alpha: float, power: float = POWER) -> int | None:
+    """How many seeds a paired study needs to find `difference` with probability `power` (at least 2); None
+    without a spread, MOST_SEEDS + 1 for more than MOST_SEEDS."""
+    if sd is None:
+        return None
+    if sd == 0:
+        return 2
+    if difference == 0:
+        return MOST_SEEDS + 1
+    effect = abs(difference) / sd
+    enough = functools.lru_cache(None)(lambda k: _power(effect, k, alpha, True) >= power - 1e-6)
+    low, high = 1, 2  # the power grows with the seeds: double, then halve the gap (not enough at low, enough at high)
+    while not enough(high):
+        if high > MOST_SEEDS:
+            return MOST_SEEDS + 1
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
+
+
+def difference_spread(arm: dict[int, float], base: dict[int, float]) -> tuple[float | None, str]:
+    """The spread of arm minus baseline per seed, and where it comes from: measured on the seeds both finished
+    (at least 2), else from each side's own spread assuming no correlation between them (the baseline's spread
+    stands in for an arm with fewer than 2 runs)."""
+    shared = sorted(set(arm) & set(base))
+    if len(shared) >= 2:
+        d = np.array([arm[s] - base[s] for s in shared])
+        return float(d.std(ddof=1)), f"measured on {len(shared)} paired seeds"
+    if len(base) < 2:
+        return None, "fewer than 2 baseline runs"
+    sb = float(np.std(list(base.values()), ddof=1))
+    if len(arm) >= 2:
+        sa, how = float(np.std(list(arm.values()), ddof=1)), "arm and baseline sd, uncorrelated"
+    else:
+        sa, how = sb, "baseline sd for both, uncorrelated"
+    return math.hypot(sa, sb), how
+
+
+def parse_differences(text: str | None) -> dict[str, float] | float | None:
+    """--difference: one number for every score, or SCORE=D,... per score."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return abs(float(text))
+        out = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, value = part.split("=", 1)
+            out[key.strip()] = abs(float(value))
+        return out
+    except ValueError:
+        raise ConfigError(f"--difference takes a number (e.g. 0.5) or SCORE=D,... (e.g. fd_classifier=0.5,"
+                          f"kid_classifier=0.01), got {text!r}") from None
+
+
+def load_pilot(path: str | Path) -> list[dict]:
+    """Run records from a study.json, a study folder, or a record folder (finished/ARM/seed_S.json)."""
+    path = Path(path)
+    if path.is_dir() and (path / "study.json").is_file():
+        path = path / "study.json"
+    if path.is_file():
+        try:
+            return list(json.loads(path.read_text())["runs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(f"--pilot {path} is not a study.json (it has no runs)") from None
+    if path.is_dir() and (path / "finished").is_dir():
+        runs = []
+        for file in sorted((path / "finished").glob("*/seed_*.json")):
+            try:
+                runs.append(json.loads(file.read_text()))
+            except (OSError, ValueError):
+                raise ConfigError(f"--pilot: cannot read the run record {file}") from None
+        return runs
+    raise ConfigError(f"--pilot {path}: give a study.json, a study folder or a study's record folder")
+
+
+def plan(spec, records: list[dict], seeds: int, differences: dict[str, float] | float | None = None,
+         power: float = POWER) -> dict:
+    """For each arm against the baseline and each headline score: the spread of the difference, the smallest
+    difference detectable at `seeds` seeds, and the seeds a wanted difference needs; plus what it assumed."""
+    from sagan.study.compare import summarise
+
+    arms = summarise(spec, records)["arms"]
+    base = arms.get(spec.baseline, {}).get("scores", {})
+    keys = main_metrics(base)
+    others = [a.name for a in spec.arms if a.name != spec.baseline]
+    tests = max(1, len(others) * len(keys))
+    alpha = ALPHA / tests
+    rows = []
+    for name in others:
+        mine = arms[name].get("scores", {})
+        for key in keys:
+            theirs = dict(zip(base[key]["seeds"], base[key]["values"]))
+            own = dict(zip(mine[key]["seeds"], mine[key]["values"])) if key in mine else {}
+            sd, how = difference_spread(own, theirs)
+            wanted = differences.get(key) if isinstance(differences, dict) else differences
+            rows.append({"arm": name, "metric": key, "sd": sd, "spread_from": how,
+                         "detectable": detectable_difference(sd, seeds, alpha, power=power),
+                         "difference": wanted,
+                         "seeds_needed": seeds_needed(wanted, sd, alpha, power) if wanted is not None else None})
+    runs = sum(e["runs_done"] for e in arms.values())
+    return {"seeds": seeds, "power": power, "alpha": ALPHA, "tests": tests, "alpha_per_test": alpha,
+            "runs": runs, "rows": rows}
+
+
+def plan_text(name: str, result: dict, source: str) -> str:
+    """The plan as a table for the terminal."""
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3g}"
+
+    if not result["rows"]:
+        return (f"Plan for study {name}: no finished baseline run in {source}, so no seed spread to plan from; run "
+                "a pilot (a few seeds of the study, or a shorter budget) or give --pilot STUDY.\n")
+    lines = [f"Plan for study {name}: {result['seeds']} seeds; paired t test by seed, two-sided, power "
+             f"{result['power']:.0%}, alpha {result['alpha']:.2g} with Holm over {result['tests']} comparisons "
+             f"(planned at its strictest step, {result['alpha_per_test']:.2g} each).",
+             f"Seed spread from {result['runs']} finished run(s) of {source}; a spread measured on few seeds is "
+             "itself uncertain, so read these as rough sizes.", ""]
+    header = ["score", "arm", "sd of difference", f"detectable at {result['seeds']} seeds"]
+    wanted = any(r["difference"] is not None for r in result["rows"])
+    if wanted:
+        header.append("seeds for difference")
+    table = [header]
+    for r in result["rows"]:
+        row = [r["metric"], r["arm"], f"{num(r['sd'])} ({r['spread_from']})",
+               "-" if r["detectable"] is None else f"±{r['detectable']:.3g}"]
+        if wanted:
+            n = r["seeds_needed"]
+            row.append("-" if r["difference"] is None or n is None else
+                       (f"more than {MOST_SEEDS:,}" if n > MOST_SEEDS else str(n)) + f" (for {num(r['difference'])})")
+        table.append(row)
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    return "\n".join(lines) + "\n"
