@@ -22,7 +22,7 @@ _FLAGS = {
     "lr_g": "generator learning rate (TTUR default 1e-4)",
     "lr_d": "discriminator learning rate (TTUR default 4e-4)",
     "n_dis": "D steps per G step",
-    "loss": "hinge or ns (non-saturating)",
+    "loss": "hinge, ns (non-saturating) or rpgan (relativistic pairing, R3GAN's; pair with --set r1_gamma=...)",
     "precision": "auto, bf16 or fp32 (auto: bf16 where the CPU/GPU has fast bf16)",
     "device": "auto, cpu, cuda, cuda:N",
     "threads": "CPU threads (0: PyTorch's default)",
