@@ -30,7 +30,7 @@ from sagan.data import batches_for, load_data, to_model_range
 from sagan.errors import ConfigError, SaganError
 from sagan.losses import LOSSES, NEEDS_REAL_IN_G
 from sagan.models import GAN, model_config
-from sagan.regularize import loss_terms
+from sagan.regularize import check_model, loss_terms
 from sagan.runtime import Runtime, check_same_start, setup_runtime, shutdown_runtime
 from sagan.sampling import fixed_batch
 from sagan.training.periodic import (
@@ -63,6 +63,7 @@ class Interrupted(Exception):
 def train(cfg: TrainConfig) -> dict:
     """Train a GAN as `cfg` says; returns a summary (steps, images/s, run folder, last checkpoint)."""
     cfg.validate()
+    check_model(cfg, model_config(cfg.model, **cfg.model_args))  # before any data is loaded
     rt = setup_runtime(cfg.device, cfg.precision, cfg.threads, cfg.deterministic, cfg.dist_timeout)
     try:
         return _train(cfg, rt)

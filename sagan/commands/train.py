@@ -82,6 +82,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.dry_run:
+        from sagan.models import model_config
+        from sagan.regularize import check_model
+
+        check_model(cfg, model_config(cfg.model, **cfg.model_args))  # what the run itself would refuse first
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     from sagan.train import Interrupted, train

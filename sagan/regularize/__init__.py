@@ -27,15 +27,24 @@ from sagan.training.terms import LossTerm, LossTerms
 
 __all__ = [
     "Regularizer", "GradientPenalty", "gradient_penalty", "LeCam", "lecam_penalty", "BalancedConsistency",
-    "consistency_transform", "Reconstruction", "reconstruction_loss", "ModeSeeking", "loss_terms",
+    "consistency_transform", "Reconstruction", "reconstruction_loss", "ModeSeeking", "check_model", "loss_terms",
 ]
+
+
+def check_model(cfg: TrainConfig, model: ModelConfig) -> None:
+    """Raise ConfigError when a term `cfg` switches on needs a part the model lacks (recon_weight: D's decoder);
+    `sagan train` checks this before it loads any data, and --dry-run too."""
+    if cfg.recon_weight and not model.d_recon:
+        raise ConfigError(f"recon_weight needs a discriminator with a decoder, which {model.name} has not: "
+                          "add model_args.d_recon=8 (the D feature-map size it decodes)")
 
 
 def loss_terms(cfg: TrainConfig, model: ModelConfig) -> LossTerms:
     """The extra loss terms `cfg` switches on, for the model `model`: the one place the config turns them on.
 
-    Raises ConfigError when recon_weight is set for a discriminator without a decoder.
+    Raises ConfigError when recon_weight is set for a discriminator without a decoder (`check_model`).
     """
+    check_model(cfg, model)
     terms: list[LossTerm] = []
     if cfg.mode_seeking:
         terms.append(ModeSeeking(cfg.mode_seeking))
@@ -49,8 +58,5 @@ def loss_terms(cfg: TrainConfig, model: ModelConfig) -> LossTerms:
         terms.append(BalancedConsistency(cfg.bcr_real, cfg.bcr_fake,
                                          consistency_transform(cfg.bcr_augment, cfg.bcr_flip)))
     if cfg.recon_weight:
-        if not model.d_recon:
-            raise ConfigError(f"recon_weight needs a discriminator with a decoder, which {model.name} has not: "
-                              "add model_args.d_recon=8 (the D feature-map size it decodes)")
         terms.append(Reconstruction(cfg.recon_weight))
     return LossTerms(terms)
