@@ -97,6 +97,7 @@ class LossTerms:
         return bool(self.terms)
 
     def names(self) -> list[str]:
+        """The terms' names, in the order they are applied."""
         return [t.name for t in self.terms]
 
     def d_loss(self, inputs: DInputs) -> torch.Tensor | None:
