@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,11 +124,14 @@ class TrainConfig:
         for key in ("beta1", "beta2", "ema_decay", "lecam_decay"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
-        for key in ("max_minutes", "threads", "eval_every", "ema_start", "standing_samples",
-                    "mode_seeking", "r1_gamma", "r2_gamma", "lecam_weight", "bcr_real", "bcr_fake", "recon_weight",
-                    "ema_kimg"):
-            if getattr(self, key) < 0:
+        weights = ("mode_seeking", "r1_gamma", "r2_gamma", "lecam_weight", "bcr_real", "bcr_fake", "recon_weight",
+                   "ema_kimg")
+        for key in ("max_minutes", "threads", "eval_every", "ema_start", "standing_samples", *weights):
+            if not getattr(self, key) >= 0:  # NaN fails this too
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        for key in weights:
+            if not math.isfinite(getattr(self, key)):
+                raise ConfigError(f"{key} must be a finite number, got {getattr(self, key)}")
         if self.mode_seeking and self.batch_size % 2:
             raise ConfigError(f"mode_seeking pairs the batch's halves: batch_size must be even, got {self.batch_size}")
         if self.loss not in LOSSES:

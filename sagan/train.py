@@ -6,7 +6,8 @@ The recipe is SAGAN's (arXiv:1805.08318, section 5): spectral norm in G and D, t
 A run is a sequence of stages (`_train`): build the parts (networks, optimisers, data order, augmentation, loss
 terms), restore them from the newest checkpoint, wrap the networks (compile, DDP), then the loop: one training
 step (`train_step`), the periodic work after it (sagan.training.periodic), and the checkpoint. The updates
-themselves are in sagan.training.steps, extra loss terms (regularisers) in sagan.training.terms.
+themselves are in sagan.training.steps; extra loss terms (regularisers) plug into them through the interface of
+sagan.training.terms, and sagan.regularize holds them and turns the config into the run's set.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from sagan.augment import Augment
+from sagan.augment import Augment, random_flip
 from sagan.checkpoint import checkpoint_path, export_generator, prune_checkpoints, save_checkpoint
 from sagan.config import TrainConfig
 from sagan.data import batches_for, load_data, to_model_range
 from sagan.errors import ConfigError, SaganError
-from sagan.losses import LOSSES
+from sagan.losses import LOSSES, NEEDS_REAL_IN_G
 from sagan.models import GAN, model_config
+from sagan.regularize import check_model, loss_terms
 from sagan.runtime import Runtime, check_same_start, setup_runtime, shutdown_runtime
 from sagan.sampling import fixed_batch
 from sagan.training.periodic import (
@@ -45,7 +47,6 @@ from sagan.training.periodic import (
 )
 from sagan.training.state import Counters, TrainingParts, checkpoint_state, restore, rng_state
 from sagan.training.steps import d_step, ema_decay_at, fake_labels, g_step, generate, update_ema
-from sagan.training.terms import loss_terms
 
 __all__ = ["Interrupted", "build", "d_step", "ema_decay_at", "fake_labels", "g_step", "generate", "train",
            "train_step", "update_ema"]
@@ -62,6 +63,7 @@ class Interrupted(Exception):
 def train(cfg: TrainConfig) -> dict:
     """Train a GAN as `cfg` says; returns a summary (steps, images/s, run folder, last checkpoint)."""
     cfg.validate()
+    check_model(cfg, model_config(cfg.model, **cfg.model_args))  # before any data is loaded
     rt = setup_runtime(cfg.device, cfg.precision, cfg.threads, cfg.deterministic, cfg.dist_timeout)
     try:
         return _train(cfg, rt)
@@ -115,8 +117,8 @@ def build_parts(cfg: TrainConfig, rt: Runtime) -> TrainingParts:
         opt_g=torch.optim.Adam(g.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2)),
         opt_d=torch.optim.Adam(d.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2)),
         batches=batches_for(data, cfg.batch_size, cfg.seed, rt.rank, rt.world_size),  # tar shards or the rest
-        d_loss=d_loss, g_loss=g_loss, augment=augment, terms=loss_terms(cfg), fixed_z=fixed_z, fixed_y=fixed_y,
-        memory_format=memory_format)
+        d_loss=d_loss, g_loss=g_loss, augment=augment, terms=loss_terms(cfg, gan.config), fixed_z=fixed_z,
+        fixed_y=fixed_y, memory_format=memory_format)
 
 
 def _wrap(parts: TrainingParts, cfg: TrainConfig, rt: Runtime) -> None:
@@ -145,12 +147,14 @@ def train_step(parts: TrainingParts, cfg: TrainConfig, rt: Runtime, step: int, m
     for i in range(cfg.n_dis):
         real_u8, real_labels = next(parts.batches)
         real = to_model_range(real_u8.to(rt.device)).contiguous(memory_format=parts.memory_format)
+        if cfg.mirror:
+            real = random_flip(real)  # the data set's mirror images (StyleGAN2-ADA's --mirror)
         y_real, y_fake = labels(real_labels, real.shape[0]), labels(None, real.shape[0])
         z = torch.randn(real.shape[0], z_dim, device=rt.device)
         shared = cfg.reuse_fakes and i == cfg.n_dis - 1  # the G step will reuse these fakes
         fake = generate(parts.generator if shared else parts.g_plain, z, y_fake, rt, keep_graph=shared)
         loss_d, d_real, d_fake = d_step(parts.discriminator, parts.opt_d, parts.d_loss, real, y_real, fake, y_fake,
-                                        rt, parts.augment, parts.terms, step)
+                                        rt, parts.augment, parts.terms, step, update=step * cfg.n_dis + i)
         if parts.augment is not None:
             parts.augment.observe(d_real)  # ADA: steer p by sign(D(real)); a no-op at a fixed p
         images += real.shape[0]
@@ -159,10 +163,11 @@ def train_step(parts: TrainingParts, cfg: TrainConfig, rt: Runtime, step: int, m
         y_fake = labels(None, cfg.batch_size)
         fake = generate(parts.generator, z, y_fake, rt, keep_graph=True)
     loss_g = g_step(parts.d_plain, parts.opt_g, parts.g_loss, fake, y_fake, rt, step_optimizer=False,
-                    augment=parts.augment, terms=parts.terms, step=step, z=z, real=real, y_real=y_real)
+                    augment=parts.augment, terms=parts.terms, step=step, z=z, real=real, y_real=y_real,
+                    pair_with_real=cfg.loss in NEEDS_REAL_IN_G)  # RpGAN: D on the last D update's reals
     norms = grad_norms(parts.g_plain, parts.d_plain) if measure_grads else None
     parts.opt_g.step()
-    update_ema(parts.g_ema, parts.g_plain, ema_decay_at(step, cfg.ema_decay, cfg.ema_start))
+    update_ema(parts.g_ema, parts.g_plain, ema_decay_at(step, cfg.ema_decay_per_step(rt.world_size), cfg.ema_start))
     return StepResult(loss_d, loss_g, d_real, d_fake, images, norms)
 
 

@@ -45,7 +45,7 @@ class MovingAnchor(LossTerm):
 def _train(monkeypatch, folder, out, steps, term_args=None, **extra):
     args = tiny_train_args(folder, out, steps, checkpoint_every=100, log_every=1, standing_samples=0, **extra)
     terms = LossTerms([MovingAnchor(**(term_args or {}))]) if term_args is not None else LossTerms([])
-    monkeypatch.setattr(loop, "loss_terms", lambda cfg: terms)
+    monkeypatch.setattr(loop, "loss_terms", lambda cfg, model: terms)
     return loop.train(apply_overrides(TrainConfig(), args))
 
 

@@ -17,14 +17,15 @@ from sagan.regularize import (
     BalancedConsistency,
     GradientPenalty,
     LeCam,
+    ModeSeeking,
     Reconstruction,
-    RegularizerSet,
-    build_regularizers,
     consistency_transform,
     gradient_penalty,
     lecam_penalty,
+    loss_terms,
     reconstruction_loss,
 )
+from sagan.training.terms import DInputs, LossTerms
 
 
 @pytest.fixture(autouse=True)
@@ -60,11 +61,17 @@ def _batch(n=4, seed=0, shape=(3, 4, 4)):
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _call(reg, step, d, real, fake, y_real=None, y_fake=None):
-    """A penalty as a D step calls it: D's own logits on this step's inputs, attached to the graph."""
+def _inputs(update=0, d=None, real=None, fake=None, y_real=None, y_fake=None, real_logits=None, fake_logits=None,
+            augment=None):
+    """A D update's inputs as the training loop hands them to a term (no runtime: the terms here use none)."""
+    return DInputs(update, update, d, real, y_real, fake, y_fake, real_logits, fake_logits, augment, None)
+
+
+def _call(term, update, d, real, fake, y_real=None, y_fake=None):
+    """A term as a D update calls it: D's own logits on this update's inputs, attached to the graph."""
     logits = d(torch.cat([real, fake]), None if y_real is None else torch.cat([y_real, y_fake]))
     logits_real, logits_fake = logits.split(real.shape[0])
-    return reg.penalty(step, d, real, y_real, logits_real, fake, y_fake, logits_fake)
+    return term.d_loss(_inputs(update, d, real, fake, y_real, y_fake, logits_real, logits_fake))
 
 
 # ---- R1 / R2 -------------------------------------------------------------------------------------------------------
@@ -108,6 +115,26 @@ def test_lazy_interval_acts_every_k_steps_scaled_by_k():
     assert reg.stats() == {"r1": pytest.approx(a.square().sum().item(), rel=1e-6)}  # unweighted, for the log
 
 
+def test_r1_under_augmentation_is_the_gradient_with_respect_to_the_image_before_it():
+    """With DiffAugment on, D sees augment(x); R1 differentiates D(augment(x)) with respect to x, through it."""
+    a = _batch(1, seed=1)[0]
+    d, real = LinearD(a), _batch(3, seed=2)
+    logits = d(torch.cat([real, real]))
+    inputs = _inputs(0, d, real, real, real_logits=logits[:3], fake_logits=logits[3:], augment=lambda x: 2 * x)
+    value = GradientPenalty(10.0, "real").d_loss(inputs)
+    assert value.item() == pytest.approx(10.0 / 2 * (2 * a).square().sum().item(), rel=1e-6)
+
+
+def test_the_lazy_clock_is_the_count_of_d_updates_not_the_training_step():
+    a = _batch(1, seed=7)[0]
+    d, real = LinearD(a), _batch(3)
+    reg = GradientPenalty(1.0, "real", every=2)
+    # n_dis = 2: updates 0, 1 of step 0 and 2, 3 of step 1: the penalty acts at updates 0 and 2, once per step
+    acted = [reg.d_loss(DInputs(update // 2, update, d, real, None, real, None, None, None, None, None)) is not None
+             for update in range(4)]
+    assert acted == [True, False, True, False]
+
+
 def test_gradient_penalty_through_a_sagan_discriminator_with_attention_in_bf16():
     torch.manual_seed(0)
     gan = create_model("sagan_32", g_ch=4, d_ch=8, num_classes=3)
@@ -136,11 +163,10 @@ def test_lecam_anchors_move_as_exponential_averages_and_the_penalty_uses_the_upd
     reg = LeCam(weight=0.3, decay=0.5)
     means = [(1.0, -1.0), (3.0, -3.0), (5.0, -5.0)]
     anchors = [(1.0, -1.0), (2.0, -2.0), (3.5, -3.5)]  # the first batch sets them, then halfway each time
-    d = QuadraticD()
     for (mr, mf), (ar, af) in zip(means, anchors):
         real = torch.tensor([mr - 1.0, mr + 1.0])
         fake = torch.tensor([mf - 1.0, mf + 1.0])
-        value = reg.penalty(0, d, None, None, real, None, None, fake)
+        value = reg.d_loss(_inputs(real_logits=real, fake_logits=fake))
         assert (reg.anchor_real, reg.anchor_fake) == (pytest.approx(ar), pytest.approx(af))
         assert value.item() == pytest.approx(0.3 * lecam_penalty(real, fake, ar, af).item())
     assert reg.stats()["lecam_anchor_real"] == pytest.approx(3.5)
@@ -151,7 +177,7 @@ def test_lecam_pulls_d_real_down_towards_the_fake_anchor():
     reg.load_state_dict({"anchor_real": 0.0, "anchor_fake": 0.0, "updates": 5})
     real = torch.tensor([4.0, 4.0], requires_grad=True)
     fake = torch.tensor([-4.0, -4.0], requires_grad=True)
-    reg.penalty(0, None, None, None, real, None, None, fake).backward()
+    reg.d_loss(_inputs(real_logits=real, fake_logits=fake)).backward()
     assert (real.grad > 0).all() and (fake.grad < 0).all()  # gradient descent lowers D(real), raises D(fake)
 
 
@@ -160,14 +186,14 @@ def test_lecam_state_round_trips_and_resumes_exactly():
     batches = [(torch.randn(8), torch.randn(8)) for _ in range(6)]
     reg = LeCam(weight=1.0, decay=0.9)
     for real, fake in batches[:3]:
-        reg.penalty(0, None, None, None, real, None, None, fake)
+        reg.d_loss(_inputs(real_logits=real, fake_logits=fake))
     state = reg.state_dict()
     resumed = LeCam(weight=1.0, decay=0.9)
     resumed.load_state_dict(state)
     assert resumed.state_dict() == state
     for real, fake in batches[3:]:
-        assert torch.equal(reg.penalty(0, None, None, None, real, None, None, fake),
-                           resumed.penalty(0, None, None, None, real, None, None, fake))
+        assert torch.equal(reg.d_loss(_inputs(real_logits=real, fake_logits=fake)),
+                           resumed.d_loss(_inputs(real_logits=real, fake_logits=fake)))
     assert resumed.state_dict() == reg.state_dict()
 
 
@@ -194,8 +220,7 @@ def test_bcr_on_a_known_shift_weights_reals_and_fakes_separately():
     reals_only = _call(BalancedConsistency(10.0, 0.0, transform=lambda x: x + 1), 0, d, real, fake)
     assert reals_only.item() == pytest.approx(10.0 * shift, rel=1e-5)
     assert d.calls == [6, 3], "the transformed forward sees only the side whose weight is set"
-    assert BalancedConsistency(0.0, 0.0, transform=lambda x: x).penalty(0, d, real, None, None, fake, None,
-                                                                          None) is None
+    assert BalancedConsistency(0.0, 0.0, transform=lambda x: x).d_loss(_inputs(0, d, real, fake)) is None
 
 
 def test_bcr_gradient_flows_through_both_forwards():
@@ -255,7 +280,7 @@ def test_reconstruction_loss_falls_on_a_fixed_batch():
     reg = Reconstruction(1.0)
     losses = []
     for step in range(15):
-        loss = reg.penalty(step, d, real, None, None, None, None, None)
+        loss = reg.d_loss(_inputs(step, d, real))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -269,7 +294,7 @@ def test_reconstruction_trains_d_and_its_decoder_only():
     d = gan.discriminator
     assert {id(p) for p in d.decoder.parameters()} <= {id(p) for p in d.parameters()}
     real = torch.rand(2, 3, 32, 32) * 2 - 1
-    Reconstruction(1.0).penalty(0, d, real, None, None, None, None, None).backward()
+    Reconstruction(1.0).d_loss(_inputs(0, d, real)).backward()
     assert all(p.grad is not None for p in d.decoder.parameters())
     assert d.blocks[0].conv1.parametrizations.weight.original.grad is not None
     assert all(p.grad is None for p in d.head.parameters()), "the logit head takes no part in the reconstruction"
@@ -277,26 +302,27 @@ def test_reconstruction_trains_d_and_its_decoder_only():
 
 
 def test_recon_weight_needs_a_decoder():
-    cfg = apply_overrides(TrainConfig(), {"recon_weight": "1"})
+    cfg = apply_overrides(TrainConfig(), {"recon_weight": "1", "mode_seeking": "0"})
     with pytest.raises(ConfigError, match="d_recon") as info:
-        build_regularizers(cfg, create_model("sagan_32_cpu").config)
+        loss_terms(cfg, create_model("sagan_32_cpu").config)
     assert "\n" not in str(info.value)
-    assert build_regularizers(cfg, _recon_model().config).names() == ["recon"]
+    assert loss_terms(cfg, _recon_model().config).names() == ["recon"]
 
 
 # ---- the set a run holds -------------------------------------------------------------------------------------------
 
 def test_defaults_build_no_regulariser():
-    regs = build_regularizers(TrainConfig(), create_model("sagan_32_cpu").config)
-    assert not regs and regs.penalty(0, None, None, None, None, None, None, None) is None
+    regs = loss_terms(TrainConfig(mode_seeking=0.0), create_model("sagan_32_cpu").config)
+    assert not regs and regs.d_loss(_inputs()) is None
     assert regs.state_dict() == {}
+    assert loss_terms(TrainConfig(), create_model("sagan_32_cpu").config).names() == ["mode_seeking"]
 
 
 def test_the_set_sums_its_terms_and_round_trips_its_state():
     cfg = apply_overrides(TrainConfig(), {"r1_gamma": "1", "r2_gamma": "2", "reg_every": "2", "lecam_weight": "0.5",
-                                          "bcr_real": "3", "bcr_fake": "3", "recon_weight": "0.1"})
+                                          "bcr_real": "3", "bcr_fake": "3", "recon_weight": "0.1", "mode_seeking": "0"})
     gan = _recon_model()
-    regs = build_regularizers(cfg, gan.config)
+    regs = loss_terms(cfg, gan.config)
     assert regs.names() == ["r1", "r2", "lecam", "bcr", "recon"]
     d = gan.discriminator
     real, fake = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
@@ -305,11 +331,11 @@ def test_the_set_sums_its_terms_and_round_trips_its_state():
         assert torch.isfinite(total)
     assert set(regs.stats()) >= {"r1", "r2", "lecam", "bcr_real", "bcr_fake", "recon"}
     state = regs.state_dict()
-    again = build_regularizers(cfg, gan.config)
+    again = loss_terms(cfg, gan.config)
     again.load_state_dict(state)
     assert again.state_dict() == state
     assert state["lecam"]["updates"] == 3
-    fewer = build_regularizers(apply_overrides(cfg, {"lecam_weight": "0"}), gan.config)
+    fewer = loss_terms(apply_overrides(cfg, {"lecam_weight": "0"}), gan.config)
     fewer.load_state_dict(state)  # a term switched off since the checkpoint: its state is left out
     assert "lecam" not in fewer.state_dict()
 
@@ -353,13 +379,25 @@ def test_ema_kimg_is_a_half_life_in_real_images():
     assert math.isclose(apply_overrides(TrainConfig(), {"ema_kimg": "10"}).ema_decay_per_step(), 0.5 ** (32 / 1e4))
 
 
+def test_mode_seeking_is_a_g_term_that_logs_its_unweighted_value():
+    from sagan.losses import mode_seeking
+    from sagan.training.terms import GInputs
+
+    fake, z = _batch(4, seed=1).requires_grad_(True), torch.randn(4, 8)
+    term = ModeSeeking(0.5)
+    assert term.d_loss(_inputs()) is None
+    value = term.g_loss(GInputs(0, None, fake, None, z, None, None, None, None, None))
+    assert value.item() == pytest.approx(0.5 * mode_seeking(fake, z).item())
+    assert term.stats() == {"mode_seeking": pytest.approx(mode_seeking(fake, z).item())}
+
+
 def test_set_with_conditional_labels():
     torch.manual_seed(0)
     gan = create_model("sagan_32_cpu", g_ch=4, d_ch=8, num_classes=3, d_recon=8)
     cfg = apply_overrides(TrainConfig(), {"r1_gamma": "1", "reg_every": "1", "bcr_real": "1", "bcr_fake": "1",
                                           "recon_weight": "1"})
-    regs = build_regularizers(cfg, gan.config)
+    regs = loss_terms(cfg, gan.config)
     real, fake = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     y = torch.tensor([0, 2])
-    assert isinstance(regs, RegularizerSet)
+    assert isinstance(regs, LossTerms)
     assert torch.isfinite(_call(regs, 0, gan.discriminator, real, fake, y, y))

@@ -22,7 +22,7 @@ _FLAGS = {
     "lr_g": "generator learning rate (TTUR default 1e-4)",
     "lr_d": "discriminator learning rate (TTUR default 4e-4)",
     "n_dis": "D steps per G step",
-    "loss": "hinge or ns (non-saturating)",
+    "loss": "hinge, ns (non-saturating) or rpgan (relativistic pairing, R3GAN's; pair with --set r1_gamma=...)",
     "precision": "auto, bf16 or fp32 (auto: bf16 where the CPU/GPU has fast bf16)",
     "device": "auto, cpu, cuda, cuda:N",
     "threads": "CPU threads (0: PyTorch's default)",
@@ -82,6 +82,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.dry_run:
+        from sagan.models import model_config
+        from sagan.regularize import check_model
+
+        check_model(cfg, model_config(cfg.model, **cfg.model_args))  # what the run itself would refuse first
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     from sagan.train import Interrupted, train

@@ -49,7 +49,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("g_mult", "d_mult", "g_attention", "d_attention", "g_sle"):
-            setattr(self, name, tuple(int(v) for v in getattr(self, name)))
+            try:
+                setattr(self, name, tuple(int(v) for v in getattr(self, name)))
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name} is a list of whole numbers, e.g. [16, 32]; got "
+                                  f"{getattr(self, name)!r}") from None
         self.validate()
 
     @property

@@ -19,6 +19,7 @@ import torch
 
 from sagan.augment import diff_augment, parse_policy, random_flip
 from sagan.regularize.base import Regularizer
+from sagan.training.terms import DInputs
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -47,14 +48,15 @@ class BalancedConsistency(Regularizer):
         super().__init__()
         self.real_weight, self.fake_weight, self.transform = float(real_weight), float(fake_weight), transform
 
-    def penalty(self, step, discriminator, real, y_real, logits_real, fake, y_fake, logits_fake):
-        sides = [side for side in (("bcr_real", self.real_weight, real, y_real, logits_real),
-                                   ("bcr_fake", self.fake_weight, fake.detach(), y_fake, logits_fake)) if side[1]]
+    def d_loss(self, inputs: DInputs) -> torch.Tensor | None:
+        sides = [side for side in (("bcr_real", self.real_weight, inputs.real, inputs.y_real, inputs.real_logits),
+                                   ("bcr_fake", self.fake_weight, inputs.fake.detach(), inputs.y_fake,
+                                    inputs.fake_logits)) if side[1]]
         if not sides:
             return None
         x = torch.cat([side[2] for side in sides])
         y = None if sides[0][3] is None else torch.cat([side[3] for side in sides])
-        transformed = discriminator(self.transform(x), y).float().split([side[2].shape[0] for side in sides])
+        transformed = inputs.discriminator(self.transform(x), y).float().split([side[2].shape[0] for side in sides])
         total, self.last = None, {}
         for (name, weight, _, _, logits), logits_t in zip(sides, transformed):
             value = (logits.float() - logits_t).square().mean()

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from sagan.regularize.base import Regularizer
+from sagan.training.terms import DInputs
 
 
 def lecam_penalty(logits_real: torch.Tensor, logits_fake: torch.Tensor, anchor_real: torch.Tensor | float,
@@ -61,11 +62,11 @@ class LeCam(Regularizer):
         self.anchors = self.anchors.to(means.device) * decay + means * (1 - decay)
         self.updates += 1
 
-    def penalty(self, step, discriminator, real, y_real, logits_real, fake, y_fake, logits_fake):
+    def d_loss(self, inputs: DInputs) -> torch.Tensor | None:
         if not self.weight:
             return None
-        self.update(logits_real, logits_fake)
-        value = lecam_penalty(logits_real, logits_fake, self.anchors[0], self.anchors[1])
+        self.update(inputs.real_logits, inputs.fake_logits)
+        value = lecam_penalty(inputs.real_logits, inputs.fake_logits, self.anchors[0], self.anchors[1])
         self.last = {"lecam": value.detach(), "lecam_anchor_real": self.anchors[0],
                      "lecam_anchor_fake": self.anchors[1]}
         return self.weight * value

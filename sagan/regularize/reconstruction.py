@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.regularize.base import Regularizer
+from sagan.training.terms import DInputs
 
 
 def reconstruction_loss(discriminator: nn.Module, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -38,9 +39,9 @@ class Reconstruction(Regularizer):
         super().__init__()
         self.weight = float(weight)
 
-    def penalty(self, step, discriminator, real, y_real, logits_real, fake, y_fake, logits_fake):
+    def d_loss(self, inputs: DInputs) -> torch.Tensor | None:
         if not self.weight:
             return None
-        value = reconstruction_loss(discriminator, real, y_real)
+        value = reconstruction_loss(inputs.discriminator, inputs.real, inputs.y_real)
         self.last = {"recon": value.detach()}
         return self.weight * value

@@ -27,6 +27,7 @@ from sagan.runtime import Runtime
 from sagan.sampling import standing_statistics
 from sagan.stats import StatsWriter
 from sagan.training.state import TrainingParts
+from sagan.training.steps import ema_decay_at
 
 
 @dataclass
@@ -148,7 +149,10 @@ class Bookkeeping:
         self.window_start, self.window_images = now, 0
         log = {"loss_d": float(result.loss_d), "loss_g": float(result.loss_g), "d_real": float(result.d_real.mean()),
                "d_fake": float(result.d_fake.mean()), "images_per_sec": round(speed, 2),
-               "lr_g": parts.opt_g.param_groups[0]["lr"], "lr_d": parts.opt_d.param_groups[0]["lr"]}
+               "lr_g": parts.opt_g.param_groups[0]["lr"], "lr_d": parts.opt_d.param_groups[0]["lr"],
+               # G_ema's decay in the step just done (ema_decay, or ema_kimg's per-step decay, after the warm-up)
+               "ema_decay": ema_decay_at(step - 1, self.cfg.ema_decay_per_step(self.rt.world_size),
+                                         self.cfg.ema_start)}
         log.update(result.grad_norms or {})
         log.update(parts.augment.stats() if parts.augment is not None else {})
         log.update(parts.terms.stats())

@@ -33,12 +33,13 @@ def fake_labels(num_classes: int, n: int, paired: bool, device: torch.device | s
 
 def d_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, loss_fn, real: torch.Tensor,
            y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None, rt: Runtime,
-           augment: Augment | None = None, terms: LossTerms | None = None, step: int = 0):
+           augment: Augment | None = None, terms: LossTerms | None = None, step: int = 0, update: int | None = None):
     """One discriminator update; returns (loss, D(real) logits, D(fake) logits). `fake` is detached here.
 
     Real and fake go through D as one batch: one spectral-norm power iteration per step and larger matmuls.
     `augment` (DiffAugment) transforms that batch, each image with its own random draw. `terms` add their D terms
-    (given `step`, the training step) to the loss.
+    (given `step`, the training step, and `update`, the count of D updates before this one: `step` by default)
+    to the loss, computed under the same autocast as D's forward.
     Raises FloatingPointError before stepping when the loss is not finite on any rank, so the weights stay finite.
     """
     fake = fake.detach().to(real.dtype)
@@ -49,9 +50,10 @@ def d_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, loss_fn, real
     real_logits, fake_logits = logits.split(real.shape[0])
     loss = loss_fn(real_logits, fake_logits)
     if terms:
-        extra = terms.d_loss(DInputs(step, discriminator, real, y_real, fake, y_fake, real_logits, fake_logits,
-                                     augment, rt))
-        loss = loss if extra is None else loss + extra
+        with rt.autocast():  # terms that run D again run it as the update's forward did
+            extra = terms.d_loss(DInputs(step, step if update is None else update, discriminator, real, y_real,
+                                         fake, y_fake, real_logits, fake_logits, augment, rt))
+        loss = loss if extra is None else loss + extra.float()
     if not rt.all_finite(loss):
         raise FloatingPointError("discriminator")
     opt_d.zero_grad(set_to_none=True)
@@ -64,25 +66,37 @@ def g_step(discriminator: nn.Module, opt_g: torch.optim.Optimizer, loss_fn, fake
            y: torch.Tensor | None, rt: Runtime, step_optimizer: bool = True,
            regulariser: torch.Tensor | None = None, augment: Augment | None = None, terms: LossTerms | None = None,
            step: int = 0, z: torch.Tensor | None = None, real: torch.Tensor | None = None,
-           y_real: torch.Tensor | None = None) -> torch.Tensor:
+           y_real: torch.Tensor | None = None, pair_with_real: bool = False) -> torch.Tensor:
     """One generator update through `fake` (made by `generate(..., keep_graph=True)` from noise `z`), with
     `regulariser` (a scalar computed from `fake`) and the G terms of `terms` (which see `step`, `z` and the step's
     last real batch `real`, `y_real`) added to the loss; the optimiser is stepped unless step_optimizer is False.
     `augment` (DiffAugment) transforms the fakes before D, and G's gradients flow back through it.
+    `pair_with_real`: D also scores `real` in the same forward, and the loss is `loss_fn(D(fake), D(real))`, for
+    the losses that compare the two (sagan.losses.NEEDS_REAL_IN_G: RpGAN).
 
     `discriminator` is the plain module: its weights get no gradient (requires_grad off, which also skips
     their weight-gradient kernels) and, in a distributed run, no synchronisation.
     """
+    if pair_with_real and real is None:
+        raise ValueError("pair_with_real needs the real batch")
     discriminator.requires_grad_(False)
     try:
         with rt.autocast():
-            fake_logits = discriminator(fake if augment is None else augment(fake), y).float()
-        loss = loss_fn(fake_logits)
+            x = fake if not pair_with_real else torch.cat([fake, real.detach().to(fake.dtype)])
+            yy = y if not pair_with_real or y is None else torch.cat([y, y_real])
+            logits = discriminator(x if augment is None else augment(x), yy).float()
+        if pair_with_real:
+            fake_logits, real_logits = logits.split(fake.shape[0])
+            loss = loss_fn(fake_logits, real_logits)
+        else:
+            fake_logits = logits
+            loss = loss_fn(fake_logits)
         if regulariser is not None:
             loss = loss + regulariser
         if terms:
-            extra = terms.g_loss(GInputs(step, discriminator, fake, y, z, fake_logits, real, y_real, augment, rt))
-            loss = loss if extra is None else loss + extra
+            with rt.autocast():
+                extra = terms.g_loss(GInputs(step, discriminator, fake, y, z, fake_logits, real, y_real, augment, rt))
+            loss = loss if extra is None else loss + extra.float()
         if not rt.all_finite(loss):
             raise FloatingPointError("generator")
         opt_g.zero_grad(set_to_none=True)

@@ -7,8 +7,9 @@ stops the run like a non-finite loss. A term that keeps state across steps (movi
 it from `state_dict`; checkpoints store it under "loss_terms" and a resume hands it back to `load_state_dict`.
 `stats` adds values to each train record (metrics.jsonl, TensorBoard).
 
-To add a regulariser: a subclass here, and one line in `loss_terms`, which turns the config into the run's terms.
-The loop, the update functions and the checkpoint code stay as they are.
+The terms themselves (R1/R2, LeCam, bCR, FastGAN's reconstruction, mode seeking) are in sagan.regularize, whose
+`loss_terms(cfg, model)` turns a config into the run's `LossTerms`. To add one: a subclass of `LossTerm` there and
+one line in `loss_terms`; the loop, the update functions and the checkpoint code stay as they are.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import torch
 from torch import nn
 
 from sagan.augment import Augment
-from sagan.config import TrainConfig
-from sagan.losses import mode_seeking
 from sagan.runtime import Runtime
 
 
@@ -31,8 +30,9 @@ class DInputs:
     (R1 on reals with requires_grad, consistency on augmented copies)."""
 
     step: int  # the training step (0-based) this update belongs to; all n_dis updates of a step share it
+    update: int  # D updates before this one in the run (step * n_dis + i): the clock of lazy terms
     discriminator: nn.Module
-    real: torch.Tensor  # (B, C, H, W), in [-1, 1], not augmented
+    real: torch.Tensor  # (B, C, H, W), in [-1, 1], not augmented (mirrored with cfg.mirror)
     y_real: torch.Tensor | None
     fake: torch.Tensor  # (B, C, H, W), detached from G
     y_fake: torch.Tensor | None
@@ -84,19 +84,6 @@ class LossTerm:
         """Take back what `state_dict` returned."""
 
 
-class ModeSeeking(LossTerm):
-    """MSGAN (Mao et al., CVPR 2019, arXiv:1903.05628): G minimises `weight` x 1 / (|G(z1) - G(z2)| / |z1 - z2|)
-    over the batch's two halves, whose labels the loop pairs (sagan.training.steps.fake_labels)."""
-
-    name = "mode_seeking"
-
-    def __init__(self, weight: float) -> None:
-        self.weight = weight
-
-    def g_loss(self, inputs: GInputs) -> torch.Tensor:
-        return self.weight * mode_seeking(inputs.fake, inputs.z)
-
-
 class LossTerms:
     """The run's terms, applied in order; empty when the config asks for none."""
 
@@ -108,6 +95,10 @@ class LossTerms:
 
     def __bool__(self) -> bool:
         return bool(self.terms)
+
+    def names(self) -> list[str]:
+        """The terms' names, in the order they are applied."""
+        return [t.name for t in self.terms]
 
     def d_loss(self, inputs: DInputs) -> torch.Tensor | None:
         return _total(t.d_loss(inputs) for t in self.terms)
@@ -137,10 +128,3 @@ def _total(values) -> torch.Tensor | None:
             total = value if total is None else total + value
     return total
 
-
-def loss_terms(cfg: TrainConfig) -> LossTerms:
-    """The extra loss terms `cfg` asks for: the one place a regulariser is switched on from the config."""
-    terms: list[LossTerm] = []
-    if cfg.mode_seeking:
-        terms.append(ModeSeeking(cfg.mode_seeking))
-    return LossTerms(terms)
