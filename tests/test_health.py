@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sagan import create_model
-from sagan.health import CollapseAlarm, attention_gains, health_stats, sample_diversity, sigma_summary
+from sagan.training.health import CollapseAlarm, attention_gains, health_stats, sample_diversity, sigma_summary
 
 
 def _healthy(rng: random.Random) -> dict:

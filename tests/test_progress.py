@@ -1,7 +1,7 @@
 """The plain progress line (logs, CI): the step limit and the minutes budget as the run has them."""
 
 from sagan.config import NO_STEP_LIMIT
-from sagan.progress import Progress
+from sagan.training.progress import Progress
 
 LOG = {"loss_d": 1.0, "loss_g": 2.0, "images_per_sec": 50.0}
 

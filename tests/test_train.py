@@ -407,8 +407,8 @@ def test_g_ema_gets_its_own_batch_norm_statistics(tiny_folder, tmp_path, standin
 
 def test_logged_diversity_is_that_of_the_sampled_g_ema(tiny_folder, tmp_path):
     """The collapse alarm must watch the G_ema that `sagan sample` draws from: standing statistics included."""
-    from sagan.health import sample_diversity
     from sagan.sampling import fixed_batch
+    from sagan.training.health import sample_diversity
 
     run = tmp_path / "run"
     train(_cfg(**tiny_train_args(tiny_folder, run, 6, checkpoint_every=2)))

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sagan.study.compare import summarise
+from sagan.study.files import write_json
 from sagan.study.page import write_page
-from sagan.study.runner import collect_records, run_study, write_json
+from sagan.study.runner import collect_records, run_study
 from sagan.study.spec import StudySpec, load_spec, parse_spec
 from sagan.study.table import study_markdown
 

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats as sps
 
+from sagan.study.power import POWER, detectable_difference
+
 LEVEL = 0.95
 ALPHA = 1 - LEVEL
-POWER = 0.8  # the power at which the smallest detectable difference is stated
 # headline scores: fd_fmnist, kid, is_classifier, ...; never their spreads (kid_std, is_fmnist_std)
 _MAIN = re.compile(r"^(fid|fd|kid|is|precision|recall|density|coverage)(_(?!std$)[a-z0-9]+)?$")
 _HIGHER_IS_BETTER = ("is", "precision", "recall", "coverage")
@@ -128,8 +129,6 @@ def verdict(key: str, interval: dict | None, p_adjusted: float | None = None) ->
 
 def _detectable(values: tuple[dict, dict, str], alpha: float) -> float | None:
     """The smallest difference this comparison detects with 80% power at `alpha`, with its runs' spread."""
-    from sagan.study.plan import detectable_difference
-
     mine, theirs, test = values
     arm, base = dict(zip(mine["seeds"], mine["values"])), dict(zip(theirs["seeds"], theirs["values"]))
     if test == "paired":

@@ -24,21 +24,14 @@ import shutil
 from pathlib import Path
 
 from sagan.errors import ConfigError, SaganError
+from sagan.study.files import read_json, write_json
 from sagan.study.spec import StudySpec
 
 SCORER = "scorer"
 FINISHED = "finished"
 
 
-def _read(path: Path) -> dict | None:
-    from sagan.study.runner import read_json
-
-    return read_json(path)
-
-
 def _write(path: Path, data: dict) -> None:
-    from sagan.study.runner import write_json
-
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, data)
 
@@ -66,7 +59,7 @@ class StudyRecord:
         """Create the record folder or check that it is this spec's; `fresh` empties it. Refuses a record whose
         runs cannot be compared with new ones (see `check_scorer`)."""
         marker = self.folder / "spec.json"
-        old = _read(marker) if marker.exists() else None
+        old = read_json(marker) if marker.exists() else None
         if old is not None and old.get("identity") != self.spec.identity() and not fresh:
             raise ConfigError(f"the record folder {self.folder} holds the study {old.get('spec', {}).get('name')!r} "
                               "of another spec; give this spec another record: folder, or --fresh to empty it")
@@ -81,12 +74,12 @@ class StudyRecord:
 
     def load(self, arm: str, seed: int) -> dict | None:
         """The recorded run of (arm, seed), or None."""
-        record = _read(self.path(arm, seed))
+        record = read_json(self.path(arm, seed))
         return record if record and record.get("done") else None
 
     def records(self) -> list[dict]:
         """Every recorded run."""
-        found = [_read(p) for p in sorted((self.folder / FINISHED).glob("*/seed_*.json"))]
+        found = [read_json(p) for p in sorted((self.folder / FINISHED).glob("*/seed_*.json"))]
         return [r for r in found if r and r.get("done")]
 
     def scorer_file(self) -> Path | None:

@@ -15,7 +15,6 @@ are gone, skipping the recorded runs.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -24,8 +23,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from sagan.checkpoint import atomic_write, latest_checkpoint
+from sagan.checkpoint import latest_checkpoint
 from sagan.errors import ConfigError, SaganError
+from sagan.study.files import read_json, write_json
 from sagan.study.record import study_record
 from sagan.study.spec import Arm, StudySpec
 
@@ -53,19 +53,6 @@ def device_name(device: str) -> str:
 
     dev = resolve_device(device)
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Atomically (temporary file, fsync, rename): a kill never leaves a half-written record."""
-    text = json.dumps(data, indent=1, sort_keys=False)
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def run_dir(out: Path, arm: str, seed: int) -> Path:

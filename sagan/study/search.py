@@ -28,8 +28,9 @@ from pathlib import Path
 from sagan.checkpoint import latest_checkpoint
 from sagan.errors import ConfigError, SaganError
 from sagan.study.compare import main_metrics
+from sagan.study.files import read_json, write_json
 from sagan.study.rungs import promote, rank, why
-from sagan.study.runner import cpu_name, read_json, run_study, write_json
+from sagan.study.runner import cpu_name, run_study
 from sagan.study.search_spec import SearchSpec
 
 RECORD = "search_run.json"

@@ -21,11 +21,11 @@ from torchvision.utils import save_image
 
 from sagan.config import TrainConfig, save_yaml
 from sagan.errors import SaganError
-from sagan.health import CollapseAlarm, health_stats, sample_diversity
-from sagan.progress import Progress
 from sagan.runtime import Runtime
 from sagan.sampling import standing_statistics
 from sagan.stats import StatsWriter
+from sagan.training.health import CollapseAlarm, health_stats, sample_diversity
+from sagan.training.progress import Progress
 from sagan.training.state import TrainingParts
 from sagan.training.steps import ema_decay_at
 

@@ -11,13 +11,8 @@ from scipy import stats
 from sagan.cli import main
 from sagan.errors import ConfigError
 from sagan.study.compare import summarise
-from sagan.study.plan import (
-    detectable_difference,
-    difference_spread,
-    parse_differences,
-    plan,
-    seeds_needed,
-)
+from sagan.study.plan import difference_spread, parse_differences, plan
+from sagan.study.power import detectable_difference, seeds_needed
 from sagan.study.spec import parse_spec
 from sagan.study.table import study_markdown
 
@@ -134,7 +129,7 @@ def test_plan_command_reads_a_pilot_and_refuses_a_stray_difference(tmp_path, cap
 def test_the_power_agrees_with_statsmodels_where_statsmodels_has_an_answer():
     from statsmodels.stats.power import TTestIndPower, TTestPower
 
-    from sagan.study.plan import _power
+    from sagan.study.power import _power
 
     assert _power(1.3, 6, 0.01, True) == pytest.approx(TTestPower().power(1.3, 6, 0.01), abs=1e-6)
     assert _power(1.3, 6, 0.01, False, 1.5) == pytest.approx(TTestIndPower().power(1.3, 6, 0.01, ratio=1.5), abs=1e-6)
