@@ -6,6 +6,6 @@ build.py     build_report: the page from its sections
 """
 
 from sagan.report.build import build_report
-from sagan.report.html import _img, data_uri, html_page  # noqa: F401  (_img: the study page imports it from here)
+from sagan.report.html import data_uri, escape, html_page, html_table, img_tag
 
-__all__ = ["build_report", "data_uri", "html_page"]
+__all__ = ["build_report", "data_uri", "escape", "html_page", "html_table", "img_tag"]

@@ -30,8 +30,16 @@ nav a { margin-right: 12px; }
 """
 
 
-def _e(value: object) -> str:
+def escape(value: object) -> str:
+    """Any value as HTML text, quotes included."""
     return html.escape(str(value), quote=True)
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain <table> of escaped cells under a header row."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def data_uri(png: bytes) -> str:
@@ -39,10 +47,10 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _img(png: bytes, alt: str, css: str = "wide", width: int | None = None) -> str:
+def img_tag(png: bytes, alt: str, css: str = "wide", width: int | None = None) -> str:
     """An <img> tag showing PNG bytes inline (as a data URI); css: "wide" (scaled to fit) or "pixel" (crisp)."""
     size = f' width="{width}"' if width else ""
-    return f'<img class="{css}" src="{data_uri(png)}" alt="{_e(alt)}"{size}>'
+    return f'<img class="{css}" src="{data_uri(png)}" alt="{escape(alt)}"{size}>'
 
 
 def html_page(title: str, source: str, sections: Sequence[tuple[str, str, str]]) -> str:
@@ -51,8 +59,8 @@ def html_page(title: str, source: str, sections: Sequence[tuple[str, str, str]])
     import sagan
 
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    nav = "".join(f'<a href="#{key}">{_e(heading)}</a>' for key, heading, _ in sections)
-    body = "".join(f'<section id="{key}"><h2>{_e(heading)}</h2>{content}</section>'
+    nav = "".join(f'<a href="#{key}">{escape(heading)}</a>' for key, heading, _ in sections)
+    body = "".join(f'<section id="{key}"><h2>{escape(heading)}</h2>{content}</section>'
                    for key, heading, content in sections)
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -60,13 +68,13 @@ def html_page(title: str, source: str, sections: Sequence[tuple[str, str, str]])
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title>
+<title>{escape(title)}</title>
 <style>{CSS}</style>
 </head>
 <body>
-<h1>{_e(title)}</h1>
-<p class="muted small">Written {_e(now)} by sagan {_e(sagan.__version__)}{_e(source)}; self-contained (no network
-needed).</p>
+<h1>{escape(title)}</h1>
+<p class="muted small">Written {escape(now)} by sagan {escape(sagan.__version__)}{escape(source)};
+self-contained (no network needed).</p>
 <nav>{nav}</nav>
 {body}
 </body>

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sagan.errors import SaganError
-from sagan.report.html import _e, _img
+from sagan.report.html import escape, img_tag
 
 _STEP_PNG = re.compile(r"step_(\d+)\.png$")
 
@@ -56,12 +56,14 @@ def _samples_section(run: Path, max_grids: int, class_names: list[str] | None = 
             continue
         png, (w, _) = got
         width = max(w, min(2 * w, 300))  # small grids drawn larger, pixel-exact
-        figures.append(f"<figure>{_img(png, caption, 'pixel', width)}<figcaption>{_e(caption)}</figcaption></figure>")
+        figures.append(f"<figure>{img_tag(png, caption, 'pixel', width)}"
+                       f"<figcaption>{escape(caption)}</figcaption></figure>")
     if not figures:
         return '<p class="muted">No sample grids in samples/ yet.</p>'
     rows = (f" Row by row, the classes {', '.join(class_names[:10])}" + (" (the first 10)" if len(class_names) > 10
                                                                          else "") + "." if class_names else "")
-    return (f'<p class="small muted">The same fixed latents (and labels) at each step, drawn by G_ema.{_e(rows)}</p>'
+    return (f'<p class="small muted">The same fixed latents (and labels) at each step, drawn by G_ema.'
+            f'{escape(rows)}</p>'
             f'<div class="grid">{"".join(figures)}</div>')
 
 
@@ -92,7 +94,7 @@ def _curves_section(train: list[dict], alarm_steps: list[int]) -> str:
     for title, keys, ylabel, options in _curve_specs(train):
         png = plot_curves(train, keys, title, ylabel=ylabel, events=alarm_steps, **options)
         if png is not None:
-            figures.append(f"<figure>{_img(png, title, 'wide', 520)}</figure>")
+            figures.append(f"<figure>{img_tag(png, title, 'wide', 520)}</figure>")
     note = " Dashed red lines: collapse alarms." if alarm_steps else ""
     return (f'<p class="small muted">From metrics.jsonl ({len(train)} training records; faint: raw, bold: '
             f'moving average where there are many).{note}</p><div class="grid">{"".join(figures)}</div>')
@@ -101,7 +103,7 @@ def _curves_section(train: list[dict], alarm_steps: list[int]) -> str:
 def _alarms_section(alarms: list[dict]) -> str:
     if not alarms:
         return '<div class="ok">No collapse alarm was raised during training.</div>'
-    return "".join(f'<div class="alarm"><b>step {_e(a.get("step"))}</b>: {_e(a.get("event", ""))}</div>'
+    return "".join(f'<div class="alarm"><b>step {escape(a.get("step"))}</b>: {escape(a.get("event", ""))}</div>'
                    for a in alarms)
 
 
@@ -115,17 +117,18 @@ def _attention_section(run: Path, seed: int, grid: int) -> str:
         study = attention_study(run if list_checkpoints(run) else run / "generator.safetensors", grid=grid,
                                 seed=seed, num=2)
     except SaganError as exc:
-        return f'<p class="muted">No attention maps: {_e(exc)}</p>'
+        return f'<p class="muted">No attention maps: {escape(exc)}</p>'
     png = draw_attention(study.images, study.layers, study.points, title=study.title(),
                          image_labels=study.image_labels)
     names = ", ".join(f"{m.name} (maps of different points differ by {query_spread(m.maps):.2f} on average, "
                       "total variation)" for m in study.layers)
-    return (f'<p class="small muted">{_e(study.title())}. Layers {_e(names)}. G: the generator\'s block at that '
+    return (f'<p class="small muted">{escape(study.title())}. Layers {escape(names)}. '
+            "G: the generator's block at that "
             "feature resolution; D: the discriminator's, seeing the same generated images. Each map is where one "
             "query point (marked) attends, upsampled from the half-resolution key grid and stretched to its own "
             "range; \"peak Nx uniform\" says how concentrated it is. Same figure from the command line: "
-            f"<code>sagan attention {_e(run)} --seed {seed} --num 2 --grid {grid}</code>.</p>"
-            f"{_img(png, 'attention maps')}")
+            f"<code>sagan attention {escape(run)} --seed {seed} --num 2 --grid {grid}</code>.</p>"
+            f"{img_tag(png, 'attention maps')}")
 
 
 _MAIN_SCORE = re.compile(r"^(fid|fd|kid|is|precision|recall|density|coverage)(_[a-z0-9]+)?$")
@@ -161,7 +164,7 @@ def _provenance_table(prov: dict) -> str:
         if k == "metrics":
             continue
         text = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
-        rows.append(f"<tr><th>{_e(k)}</th><td>{_e(text)}</td></tr>")
+        rows.append(f"<tr><th>{escape(k)}</th><td>{escape(text)}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
 
 
@@ -171,15 +174,15 @@ def _evaluation_section(run: Path, evals: list[dict], config: dict) -> str:
     parts = []
     if evals:
         cols = _score_columns(evals)
-        head = "".join(f"<th>{_e(c)}</th>" for c in cols)
-        body = "".join("<tr><td class='num'>" + _e(r.get("step")) + "</td>"
-                       + "".join(f"<td class='num'>{_e(_with_std(r, c))}</td>" for c in cols) + "</tr>"
+        head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+        body = "".join("<tr><td class='num'>" + escape(r.get("step")) + "</td>"
+                       + "".join(f"<td class='num'>{escape(_with_std(r, c))}</td>" for c in cols) + "</tr>"
                        for r in evals)
         extractor = "the shipped Fashion-MNIST classifier (suffix _fmnist)" if any(
             c.endswith("_fmnist") for c in cols) else "Inception-v3 (no suffix)"
-        provenance = (f"Scored during training by <code>sagan train</code> every {_e(config.get('eval_every'))} "
-                      f"steps: {_e(config.get('eval_num'))} images of G_ema (seed {_e(config.get('seed'))}) "
-                      f"against {_e(config.get('data'))} (its test split where it has one), features from "
+        provenance = (f"Scored during training by <code>sagan train</code> every {escape(config.get('eval_every'))} "
+                      f"steps: {escape(config.get('eval_num'))} images of G_ema (seed {escape(config.get('seed'))}) "
+                      f"against {escape(config.get('data'))} (its test split where it has one), features from "
                       f"{extractor}. Small samples bias Frechet distances upwards: compare these numbers with each "
                       "other, not with published 50k-sample scores.")
         parts.append(f"<h3>During training</h3><p class='small'>{provenance}</p>"
@@ -187,24 +190,24 @@ def _evaluation_section(run: Path, evals: list[dict], config: dict) -> str:
         dists = [c for c in cols if c.startswith(("fd", "fid"))]
         png = plot_curves(evals, dists, "Frechet distance during training", ylabel="lower is better") if dists else None
         if png is not None:
-            parts.append(_img(png, "Frechet distance during training", "wide", 520))
+            parts.append(img_tag(png, "Frechet distance during training", "wide", 520))
     for path in _eval_files(run):
         try:
             record = json.loads(path.read_text())
             scores, prov = record["scores"], record["provenance"]
         except (OSError, ValueError, KeyError, TypeError):
-            parts.append(f"<p class='muted'>{_e(path.name)}: not a readable sagan eval record.</p>")
+            parts.append(f"<p class='muted'>{escape(path.name)}: not a readable sagan eval record.</p>")
             continue
         how = prov.get("metrics", {}) if isinstance(prov.get("metrics"), dict) else {}
-        rows = "".join(f"<tr><td>{_e(k)}</td><td class='num'>{_e(_with_std(scores, k))}</td>"
-                       f"<td class='small'>{_e(how.get(k, ''))}</td></tr>"
+        rows = "".join(f"<tr><td>{escape(k)}</td><td class='num'>{escape(_with_std(scores, k))}</td>"
+                       f"<td class='small'>{escape(how.get(k, ''))}</td></tr>"
                        for k in _score_columns([scores]))
-        parts.append(f"<h3>{_e(path.name)} (<code>sagan eval</code>)</h3>"
+        parts.append(f"<h3>{escape(path.name)} (<code>sagan eval</code>)</h3>"
                      f"<table><tr><th>score</th><th>value</th><th>how</th></tr>{rows}</table>"
                      f"<details><summary>provenance</summary>{_provenance_table(prov)}</details>")
     if not parts:
         return ("<p class='muted'>No evaluation yet: train with <code>--set eval_every=N</code>, or run "
-                f"<code>sagan eval {_e(run)}</code> (it writes its record into the run folder).</p>")
+                f"<code>sagan eval {escape(run)}</code> (it writes its record into the run folder).</p>")
     return "".join(parts)
 
 
@@ -239,12 +242,12 @@ def _config_section(run: Path) -> tuple[str, dict]:
             config = yaml.safe_load(text) or {}
         except yaml.YAMLError:
             config = {}
-        parts.append(f"<div><h3>Training config (config.yaml)</h3><pre>{_e(text)}</pre></div>")
+        parts.append(f"<div><h3>Training config (config.yaml)</h3><pre>{escape(text)}</pre></div>")
     model, source = _model_config(run)
     if model:
-        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v) if isinstance(v, list) else v)}</td></tr>"
+        rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(json.dumps(v) if isinstance(v, list) else v)}</td></tr>"
                        for k, v in model.items())
-        parts.append(f"<div><h3>Model ({_e(source)})</h3><table>{rows}</table></div>")
+        parts.append(f"<div><h3>Model ({escape(source)})</h3><table>{rows}</table></div>")
     if not parts:
         return "<p class='muted'>No config.yaml in the run folder.</p>", config
     return f'<div class="grid">{"".join(parts)}</div>', config
@@ -273,13 +276,14 @@ def _summary(run: Path, train: list[dict], config: dict, class_names: list[str] 
         for key in ("loss_d", "loss_g", "d_real", "d_fake", "diversity", "images_per_sec"):
             if isinstance(last.get(key), (int, float)):
                 rows.append((f"last {key}", _fmt(last[key])))
-    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    return "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows) + "</table>"
 
 
 def _explorer_link(explorer: Path) -> str:
     """A link to the `sagan explore` page when one sits beside the report."""
     if not explorer.is_file():
         return ""
-    return (f'<p class="ok"><a href="{_e(explorer.name)}">Open the attention explorer ({_e(explorer.name)})</a>: '
+    return (f'<p class="ok"><a href="{escape(explorer.name)}">'
+            f'Open the attention explorer ({escape(explorer.name)})</a>: '
             "point at any pixel of a generated or real image and see where every attention layer of G and D "
             "looks (<code>sagan explore</code>).</p>")

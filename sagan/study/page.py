@@ -3,22 +3,11 @@ per arm side by side (same z), and G's attention maps for the arms that have att
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from sagan.errors import SaganError
-from sagan.report import _img, html_page
+from sagan.report import escape, html_page, html_table, img_tag
 from sagan.study.table import arm_rows, notes, score_keys, versus_rows
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _curves(study: dict) -> str:
@@ -34,7 +23,7 @@ def _curves(study: dict) -> str:
         records.sort(key=lambda r: r["step"])
         png = plot_curves(records, list(arms), key, xlabel=f"{x_key} of training (mean over seeds)")
         if png:
-            figures.append(f"<figure>{_img(png, key, width=460)}</figure>")
+            figures.append(f"<figure>{img_tag(png, key, width=460)}</figure>")
     if not figures:
         return '<p class="muted">No scores yet.</p>'
     return ('<p class="small muted">Each point is the mean over seeds of the runs scored at that fraction of the '
@@ -65,11 +54,11 @@ def _samples(out: Path, study: dict) -> str:
         generator, info = load_generator(run)
         names = names or info.get("class_names")
         png = image_grid(generate(generator, 32, seed=0), nrow=8)
-        figures.append(f'<figure>{_img(png, arm, css="pixel", width=300)}<figcaption>{_e(arm)}, '
-                       f'{_e(run.name)}, step {_e(info.get("step"))}</figcaption></figure>')
+        figures.append(f'<figure>{img_tag(png, arm, css="pixel", width=300)}<figcaption>{escape(arm)}, '
+                       f'{escape(run.name)}, step {escape(info.get("step"))}</figcaption></figure>')
     if not figures:
         return '<p class="muted">No finished run yet.</p>'
-    classes = f" (the classes in turn, row by row: {_e(', '.join(names))})" if names else ""
+    classes = f" (the classes in turn, row by row: {escape(', '.join(names))})" if names else ""
     return ('<p class="small muted">G_ema of each arm\'s first finished seed, at the end of its budget; the same '
             f'32 latents (seed 0) and labels{classes} in every grid.</p><div class="grid">{"".join(figures)}</div>')
 
@@ -88,7 +77,7 @@ def _attention(out: Path, study: dict) -> str:
             continue  # an arm without attention in G
         png = draw_attention(maps.images, maps.layers, maps.points, title=f"{arm}: {maps.title()}",
                              image_labels=maps.image_labels)
-        figures.append(f"<figure>{_img(png, f'{arm} attention')}</figure>")
+        figures.append(f"<figure>{img_tag(png, f'{arm} attention')}</figure>")
     if not figures:
         return '<p class="muted">No arm with attention in G has finished.</p>'
     return ('<p class="small muted">Where each marked query point of a generated image attends, in every attention '
@@ -99,8 +88,8 @@ def write_page(study: dict, out: Path, path: Path) -> Path:
     """Write study.html for a study.json mapping whose runs are under `out`."""
     name = study["spec"]["name"]
     sections = [
-        ("tables", "Results", "".join(f"<p class='small'>{_e(n)}</p>" for n in notes(study))
-         + _table(*arm_rows(study)) + "<h3>Against the baseline</h3>" + _table(*versus_rows(study))),
+        ("tables", "Results", "".join(f"<p class='small'>{escape(n)}</p>" for n in notes(study))
+         + html_table(*arm_rows(study)) + "<h3>Against the baseline</h3>" + html_table(*versus_rows(study))),
         ("curves", "Scores against training time", _curves(study)),
         ("samples", "Samples per arm", _samples(out, study)),
         ("attention", "Attention maps of G", _attention(out, study)),

@@ -4,14 +4,13 @@ the study's own (sagan/study/table.py), and its curves and samples are on final/
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
 from sagan.errors import SaganError
-from sagan.report import html_page
+from sagan.report import escape, html_page, html_table
 from sagan.study.rungs import rung_budgets, rung_sizes
-from sagan.study.table import arm_rows, notes, versus_rows
+from sagan.study.table import arm_rows, md_table, notes, versus_rows
 
 
 def _value(v: object) -> str:
@@ -67,10 +66,6 @@ def finalist_settings(study: dict) -> str:
                      for cid in study.get("finalists") or [])
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def _rung_title(rung: dict) -> str:
     state = "" if rung["complete"] else f" ({rung['ran']} of {rung['planned']} scored so far)"
     return f"Rung {rung['rung']}: {rung['planned']} configuration(s) at {rung['steps']:,} steps{state}"
@@ -89,10 +84,10 @@ def search_markdown(study: dict) -> str:
     """study.md of a search from its study.json mapping."""
     spec = study["spec"]
     lines = [f"# Search {spec['name']}", ""] + [f"- {n}" for n in search_notes(study)] + ["", "## Configurations", ""]
-    lines += _md_table(*config_rows(study))
+    lines += md_table(*config_rows(study))
     for rung in study["rungs"]:
         last = rung["rung"] == spec["search"]["rungs"]
-        lines += ["", f"## {_rung_title(rung)}", ""] + _md_table(*rung_rows(study, rung))
+        lines += ["", f"## {_rung_title(rung)}", ""] + md_table(*rung_rows(study, rung))
         lines += ["", _rung_summary(rung, last)]
     lines += ["", "## Final comparison", ""]
     final = study.get("final")
@@ -100,38 +95,28 @@ def search_markdown(study: dict) -> str:
         lines.append("Not run yet: it starts when the last rung is finished.")
     else:
         lines += [f"- Finalists (best first): {finalist_settings(study)}; `base` is the base config."]
-        lines += [f"- {n}" for n in notes(final)] + [""] + _md_table(*arm_rows(final))
-        lines += ["", "Against the baseline:", ""] + _md_table(*versus_rows(final))
+        lines += [f"- {n}" for n in notes(final)] + [""] + md_table(*arm_rows(final))
+        lines += ["", "Against the baseline:", ""] + md_table(*versus_rows(final))
     return "\n".join(lines) + "\n"
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def write_search_page(study: dict, path: Path) -> Path:
     """Write a search's study.html from its study.json mapping."""
     spec = study["spec"]
-    rungs = "".join(f"<h3>{_e(_rung_title(r))}</h3>{_table(*rung_rows(study, r))}"
-                    f"<p>{_e(_rung_summary(r, r['rung'] == spec['search']['rungs']))}</p>" for r in study["rungs"])
+    rungs = "".join(f"<h3>{escape(_rung_title(r))}</h3>{html_table(*rung_rows(study, r))}"
+                    f"<p>{escape(_rung_summary(r, r['rung'] == spec['search']['rungs']))}</p>" for r in study["rungs"])
     final = study.get("final")
     if final is None:
         final_html = '<p class="muted">Not run yet: it starts when the last rung is finished.</p>'
     else:
-        final_html = (f"<p>Finalists (best first): {_e(finalist_settings(study))}; <code>base</code> is the base "
-                      "config.</p>" + "".join(f"<p class='small'>{_e(n)}</p>" for n in notes(final))
-                      + _table(*arm_rows(final))
-                      + "<h3>Against the baseline</h3>" + _table(*versus_rows(final))
+        final_html = (f"<p>Finalists (best first): {escape(finalist_settings(study))}; <code>base</code> is the base "
+                      "config.</p>" + "".join(f"<p class='small'>{escape(n)}</p>" for n in notes(final))
+                      + html_table(*arm_rows(final))
+                      + "<h3>Against the baseline</h3>" + html_table(*versus_rows(final))
                       + '<p><a href="final/study.html">Curves, samples and attention maps of the final runs</a></p>')
     sections = [
-        ("search", "What was searched", "".join(f"<p>{_e(n)}</p>" for n in search_notes(study))
-         + _table(*config_rows(study))),
+        ("search", "What was searched", "".join(f"<p>{escape(n)}</p>" for n in search_notes(study))
+         + html_table(*config_rows(study))),
         ("rungs", "Rungs", rungs or '<p class="muted">No rung has run yet.</p>'),
         ("final", "Final comparison", final_html),
     ]

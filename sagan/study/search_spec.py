@@ -34,7 +34,7 @@ from sagan.errors import ConfigError, did_you_mean
 from sagan.metrics.evaluation import parse_metrics
 from sagan.study.compare import higher_is_better, main_metrics
 from sagan.study.rungs import rung_budgets, rung_sizes
-from sagan.study.spec import RUN_KEYS, StudySpec, parse_spec
+from sagan.study.spec import RUN_KEYS, StudySpec, parse_spec, read_spec_file
 
 SEARCH_SPEC_KEYS = ("name", "base", "search", "seeds", "eval")
 SEARCH_KEYS = ("space", "grid", "samples", "sampler_seed", "metric", "direction", "first_steps", "eta", "rungs",
@@ -317,13 +317,5 @@ def is_search_spec(path: str | Path) -> bool:
 
 def load_search_spec(path: str | Path) -> tuple[SearchSpec, list[dict]]:
     """Read and validate a search spec file and draw its configurations."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search spec not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping (name, base, search, seeds, eval)")
+    data = read_spec_file(path, "search spec", "name, base, search, seeds, eval")
     return parse_search_spec(data, str(path))

@@ -184,15 +184,22 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
     return spec
 
 
-def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a study spec file."""
+def read_spec_file(path: str | Path, what: str, keys: str) -> dict:
+    """A spec file's YAML mapping; a missing file, bad YAML or no mapping is one line naming `what` it should be
+    and the `keys` it should hold."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"study spec not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping (name, base, budget, seeds, eval, baseline, arms)")
+        raise ConfigError(f"{path} must hold a mapping ({keys})")
+    return data
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study spec file."""
+    data = read_spec_file(path, "study spec", "name, base, budget, seeds, eval, baseline, arms")
     return parse_spec(data, str(path))

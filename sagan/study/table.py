@@ -122,18 +122,19 @@ def notes(study: dict) -> list[str]:
     return out
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def study_markdown(study: dict) -> str:
     """study.md from a study.json mapping."""
     lines = [f"# Study {study['spec']['name']}", ""] + [f"- {n}" for n in notes(study)] + [""]
-    lines += _md_table(*arm_rows(study))
+    lines += md_table(*arm_rows(study))
     corrected = ", Holm-adjusted p" if "tests" in study["summary"] else ""
     detectable = (f" (the smallest difference it detects with {study['summary']['power']:.0%} power)"
                   if "power" in study["summary"] else "")
     lines += ["", f"Against the baseline (difference of means [its {LEVEL:.0%} interval]{corrected}: the words it "
               f"earns{detectable}):", ""]
-    lines += _md_table(*versus_rows(study))
+    lines += md_table(*versus_rows(study))
     return "\n".join(lines) + "\n"
