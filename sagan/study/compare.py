@@ -39,6 +39,12 @@ def main_metrics(keys: Sequence[str]) -> list[str]:
     return [k for k in keys if _MAIN.match(k)]
 
 
+def is_primary(key: str, primary: Sequence[str] | None) -> bool:
+    """Whether a score is one of the study's primary scores (eval: {primary: [fd, ...]}; a name matches its own
+    key and the key with a feature suffix, "fd" -> fd_classifier); without a list every headline score is."""
+    return not primary or any(key == p or key.startswith(p + "_") for p in primary)
+
+
 def higher_is_better(key: str) -> bool | None:
     """True for is/precision/recall/coverage, False for fid/fd/kid, None for scores with no better side (density)."""
     kind = key.split("_")[0]
@@ -178,6 +184,7 @@ def summarise(spec, records: Sequence[dict]) -> dict:
         entry["curve"] = curve
         arms[arm.name] = entry
     base = arms.get(spec.baseline, {})
+    primary = getattr(spec, "eval", {}).get("primary")  # stand-in specs of the tests have no eval
     tested = []
     for name, entry in arms.items():
         if name == spec.baseline or "scores" not in entry or "scores" not in base:
@@ -190,7 +197,9 @@ def summarise(spec, records: Sequence[dict]) -> dict:
             interval = compare_by_seed(dict(zip(mine["seeds"], mine["values"])),
                                        dict(zip(theirs["seeds"], theirs["values"])))
             entry["versus_baseline"][key] = {"interval": interval, "higher_is_better": higher_is_better(key)}
-            if interval is not None:
+            if not is_primary(key, primary):
+                entry["versus_baseline"][key]["secondary"] = True  # shown, not tested: outside the Holm family
+            elif interval is not None:
                 entry["versus_baseline"][key]["_values"] = (mine, theirs, interval["test"])
                 tested.append(entry["versus_baseline"][key])
     for cmp, p in zip(tested, holm([c["interval"]["p"] for c in tested])):
@@ -198,7 +207,8 @@ def summarise(spec, records: Sequence[dict]) -> dict:
         cmp["detectable"] = _detectable(cmp.pop("_values"), ALPHA / len(tested))
     for entry in arms.values():
         for key, cmp in entry.get("versus_baseline", {}).items():
-            cmp["verdict"] = verdict(key, cmp["interval"], cmp.get("p_holm"))
+            cmp["verdict"] = ("secondary score: not tested" if cmp.get("secondary")
+                              else verdict(key, cmp["interval"], cmp.get("p_holm")))
     cpus = sorted({c for e in arms.values() for c in e.get("cpus", [])})
     scorers = sorted({s for r in records if not r.get("failed") and (f := final_segment(r)) is not None
                       if (s := f.get("provenance", {}).get("extractor_weights_sha256"))})
@@ -208,6 +218,9 @@ def summarise(spec, records: Sequence[dict]) -> dict:
             "mixed_scorers": len(scorers) > 1, "tests": len(tested), "power": POWER,
             "test": (f"{LEVEL:.0%} t interval on the difference of means over seeds, paired by seed where both "
                      "arms finished the same seeds (else Welch's); verdicts from Holm-adjusted p-values over the "
-                     f"study's {len(tested)} comparisons (family-wise error {ALPHA:.0%}); beside each, the smallest "
+                     f"study's {len(tested)} comparisons"
+                     + (f" of its primary scores ({', '.join(primary)}; the others are shown, not tested)"
+                        if primary else "")
+                     + f" (family-wise error {ALPHA:.0%}); beside each, the smallest "
                      f"difference it detects with {POWER:.0%} power at its seeds and spread, at alpha "
                      f"{ALPHA:.2g}/{max(len(tested), 1)} (Holm's strictest step)")}

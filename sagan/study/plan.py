@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sagan.errors import ConfigError
-from sagan.study.compare import ALPHA, main_metrics
+from sagan.study.compare import ALPHA, is_primary, main_metrics
 from sagan.study.power import MOST_SEEDS, POWER, detectable_difference, seeds_needed
 
 
@@ -89,7 +89,7 @@ def plan(spec, records: list[dict], seeds: int, differences: dict[str, float] | 
 
     arms = summarise(spec, records)["arms"]
     base = arms.get(spec.baseline, {}).get("scores", {})
-    keys = main_metrics(base)
+    keys = [k for k in main_metrics(base) if is_primary(k, getattr(spec, "eval", {}).get("primary"))]
     others = [a.name for a in spec.arms if a.name != spec.baseline]
     tests = max(1, len(others) * len(keys))
     alpha = ALPHA / tests

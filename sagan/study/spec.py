@@ -20,7 +20,7 @@ from sagan.models import model_config
 
 SPEC_KEYS = ("name", "base", "budget", "seeds", "eval", "baseline", "arms", "record")
 BUDGET_KEYS = ("minutes", "steps")
-EVAL_KEYS = ("metrics", "num", "features", "against", "fractions")
+EVAL_KEYS = ("metrics", "num", "features", "against", "fractions", "primary")
 ARM_KEYS = ("name", "overrides")
 # keys a study sets itself for every run: neither the base nor an arm may set them (a steps budget would
 # otherwise be cut short by a base's max_minutes, unnoticed)
@@ -71,9 +71,10 @@ class StudySpec:
         return apply_overrides(cfg, run)
 
     def identity(self) -> str:
-        """A hash of what makes two studies comparable (everything but the seeds, which may grow, and where the
-        record is kept)."""
+        """A hash of what makes two studies comparable (everything but the seeds, which may grow, where the record
+        is kept, and which scores are primary: that changes how the runs are judged, not the runs)."""
         body = {k: v for k, v in self.to_dict().items() if k not in ("seeds", "record")}
+        body["eval"] = {k: v for k, v in body["eval"].items() if k != "primary"}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
@@ -155,6 +156,7 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
     for f in ev.get("fractions", []):
         if not isinstance(f, (int, float)) or not 0 < f <= 1:
             raise ConfigError(f"eval fractions must lie in (0, 1], got {f!r}")
+    _check_primary(ev.get("primary"), parse_metrics(ev.get("metrics", ["fd", "kid", "pr"])))
     if not isinstance(data["arms"], list) or not data["arms"]:
         raise ConfigError("arms must be a non-empty list of {name: ..., overrides: {...}}")
     arms = []
@@ -177,7 +179,7 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
         raise ConfigError(f"record must be a folder path (e.g. docs/studies/{data['name']}/), got {record!r}")
     spec = StudySpec(str(data["name"]), base, dict(data["budget"]), list(seeds),
                      {"metrics": list(parse_metrics(ev.get("metrics", ["fd", "kid", "pr"]))), "num": num,
-                      **{k: ev[k] for k in ("features", "against", "fractions") if k in ev}},
+                      **{k: ev[k] for k in ("features", "against", "fractions", "primary") if k in ev}},
                      baseline, arms, record)
     for arm in arms:
         _check_run_config(spec, arm)
@@ -203,3 +205,23 @@ def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study spec file."""
     data = read_spec_file(path, "study spec", "name, base, budget, seeds, eval, baseline, arms")
     return parse_spec(data, str(path))
+
+
+# the score names each metric group of `eval: metrics` writes (sagan.metrics.evaluation)
+_SCORES_OF = {"fd": ("fd",), "fid": ("fid",), "kid": ("kid",), "is": ("is",), "pr": ("precision", "recall"),
+              "dc": ("density", "coverage")}
+
+
+def _check_primary(primary, metrics) -> None:
+    """`eval: primary` lists score names the study's metrics write (fd, kid, precision, ... with or without the
+    feature suffix): the scores whose comparisons are tested."""
+    if primary is None:
+        return
+    if not isinstance(primary, list) or not primary or not all(isinstance(p, str) and p for p in primary):
+        raise ConfigError(f"eval primary must be a non-empty list of score names, e.g. [fd], got {primary!r}")
+    known = [name for m in metrics for name in _SCORES_OF.get(m, (m,))]
+    for p in primary:
+        if p.split("_")[0] not in known:
+            raise ConfigError(f"eval primary names {p!r}, which the study's metrics ({', '.join(metrics)}) do not "
+                              f"score; choose from {', '.join(known)}")
+

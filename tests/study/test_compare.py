@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from sagan.errors import ConfigError
 from sagan.study.compare import (
     compare_by_seed,
     higher_is_better,
@@ -102,6 +103,40 @@ def test_verdicts_are_holm_corrected_over_the_studys_comparisons():
     assert cmp["p_holm"] > 0.05 and cmp["verdict"] == "no difference measured"
     assert summary["arms"]["d"]["versus_baseline"]["fd_x"]["verdict"] == "worse than the baseline"
     assert summary["tests"] == 4 and "Holm" in summary["test"] and "paired" in summary["test"]
+
+
+def test_primary_scores_alone_are_tested_and_the_others_are_shown_without_a_verdict():
+    base = {0: 10.0, 1: 10.4, 2: 9.6}
+    worse = {0: 10.5, 1: 11.05, 2: 9.95}  # raw p about 0.03 on each score
+    spec, records = _study({"base": base, "a": worse})
+    for r in records:  # a second score with the same differences
+        r["segments"][0]["scores"]["kid_x"] = r["segments"][0]["scores"]["fd_x"]
+    both = summarise(spec, records)
+    assert both["tests"] == 2 and both["arms"]["a"]["versus_baseline"]["fd_x"]["verdict"] == "no difference measured"
+    spec.eval = {"primary": ["fd"]}
+    one = summarise(spec, records)
+    fd, kid = (one["arms"]["a"]["versus_baseline"][k] for k in ("fd_x", "kid_x"))
+    assert one["tests"] == 1 and fd["verdict"] == "worse than the baseline" and fd["p_holm"] < 0.05
+    assert kid["secondary"] and kid["verdict"] == "secondary score: not tested" and "p_holm" not in kid
+    assert kid["interval"] == fd["interval"] and "primary scores (fd" in one["test"]
+
+
+def test_primary_must_name_scores_the_study_computes():
+    spec = {"name": "s", "base": {"data": "fashion-mnist"}, "budget": {"steps": 2}, "seeds": [0],
+            "baseline": "a", "arms": [{"name": "a"}], "eval": {"metrics": ["fd", "pr"], "primary": ["recall"]}}
+    assert parse_spec(spec).eval["primary"] == ["recall"]
+    for bad in (["kid"], [], "fd", [3]):
+        spec["eval"]["primary"] = bad
+        with pytest.raises(ConfigError, match="eval primary"):
+            parse_spec(spec)
+
+
+def test_naming_primary_scores_keeps_the_studys_identity():
+    spec = {"name": "s", "base": {"data": "fashion-mnist"}, "budget": {"steps": 2}, "seeds": [0],
+            "baseline": "a", "arms": [{"name": "a"}], "eval": {"metrics": ["fd"]}}
+    before = parse_spec(spec).identity()
+    spec["eval"]["primary"] = ["fd"]
+    assert parse_spec(spec).identity() == before
 
 
 def test_a_failed_run_is_counted_and_kept_out_of_the_scores():
