@@ -34,7 +34,7 @@ from sagan.errors import ConfigError, did_you_mean
 from sagan.metrics.evaluation import parse_metrics
 from sagan.study.compare import higher_is_better, main_metrics
 from sagan.study.rungs import rung_budgets, rung_sizes
-from sagan.study.spec import RUN_KEYS, StudySpec, parse_spec, read_spec_file
+from sagan.study.spec import RUN_KEYS, StudySpec, check_keys, parse_spec, read_spec_file
 
 SEARCH_SPEC_KEYS = ("name", "base", "search", "seeds", "eval")
 SEARCH_KEYS = ("space", "grid", "samples", "sampler_seed", "metric", "direction", "first_steps", "eta", "rungs",
@@ -108,15 +108,6 @@ def _final_dict(spec: SearchSpec, finalists: list[dict], seeds: list[int]) -> di
                                             for c in finalists]}
 
 
-def _check_keys(where: str, mapping: object, allowed: tuple[str, ...]) -> None:
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"{where} must be a mapping")
-    for key in mapping:
-        if key not in allowed:
-            raise ConfigError(f"unknown key {key!r} in {where}{did_you_mean(str(key), list(allowed))}; "
-                              f"allowed: {', '.join(allowed)}")
-
-
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -187,7 +178,7 @@ def _metric(raw: object, metrics: tuple[str, ...]) -> str:
 def parse_search_spec(data: dict, source: str = "the spec") -> tuple[SearchSpec, list[dict]]:
     """Validate a search spec mapping and draw its configurations: (spec, [{id, overrides}]); ConfigError naming
     the first problem."""
-    _check_keys(source, data, SEARCH_SPEC_KEYS)
+    check_keys(source, data, SEARCH_SPEC_KEYS)
     for key in ("name", "base", "search"):
         if key not in data:
             raise ConfigError(f"{source} has no {key!r}")
@@ -195,7 +186,7 @@ def parse_search_spec(data: dict, source: str = "the spec") -> tuple[SearchSpec,
         raise ConfigError(f"name in {source} must be a non-empty string")
     base = _load_base(data["base"], source)
     s = data["search"]
-    _check_keys("search", s, SEARCH_KEYS)
+    check_keys("search", s, SEARCH_KEYS)
     if ("space" in s) == ("grid" in s):
         raise ConfigError("search needs exactly one of space (ranges to sample) or grid (lists of values)")
     space, grid = {}, {}

@@ -97,7 +97,8 @@ def _flatten_model_args(overrides: dict) -> dict:
     return out
 
 
-def _check_keys(where: str, mapping: dict, allowed: tuple[str, ...]) -> None:
+def check_keys(where: str, mapping: object, allowed: tuple[str, ...]) -> None:
+    """A one-line error for a `where` that is not a mapping or holds a key outside `allowed`."""
     if not isinstance(mapping, dict):
         raise ConfigError(f"{where} must be a mapping")
     for key in mapping:
@@ -132,12 +133,12 @@ def _check_run_config(spec: StudySpec, arm: Arm) -> None:
 
 def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
     """Validate a spec mapping; ConfigError naming the first problem."""
-    _check_keys(source, data, SPEC_KEYS)
+    check_keys(source, data, SPEC_KEYS)
     for key in ("name", "base", "budget", "arms"):
         if key not in data:
             raise ConfigError(f"{source} has no {key!r}" + (": give {minutes: M} or {steps: S}" if key == "budget"
                                                              else ""))
-    _check_keys("budget", data["budget"], BUDGET_KEYS)
+    check_keys("budget", data["budget"], BUDGET_KEYS)
     if len(data["budget"]) != 1:
         raise ConfigError("budget needs exactly one of minutes or steps, e.g. {minutes: 8} or {steps: 2000}")
     (kind, amount), = data["budget"].items()
@@ -148,7 +149,7 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
             or len(set(seeds)) < len(seeds)):
         raise ConfigError(f"seeds must be a list of distinct integers, got {seeds!r}")
     ev = data.get("eval", {}) or {}
-    _check_keys("eval", ev, EVAL_KEYS)
+    check_keys("eval", ev, EVAL_KEYS)
     parse_metrics(ev.get("metrics", ["fd", "kid", "pr"]))
     num = ev.get("num", 5000)
     if not isinstance(num, int) or num < 10:
@@ -161,7 +162,7 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
         raise ConfigError("arms must be a non-empty list of {name: ..., overrides: {...}}")
     arms = []
     for i, raw in enumerate(data["arms"]):
-        _check_keys(f"arm {i + 1}", raw, ARM_KEYS)
+        check_keys(f"arm {i + 1}", raw, ARM_KEYS)
         if not raw.get("name") or not isinstance(raw["name"], str):
             raise ConfigError(f"arm {i + 1} has no name")
         if any(a.name == raw["name"] for a in arms):
