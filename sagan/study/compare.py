@@ -207,7 +207,7 @@ def summarise(spec, records: Sequence[dict]) -> dict:
         cmp["detectable"] = _detectable(cmp.pop("_values"), ALPHA / len(tested))
     for entry in arms.values():
         for key, cmp in entry.get("versus_baseline", {}).items():
-            cmp["verdict"] = ("secondary score: not tested" if cmp.get("secondary")
+            cmp["verdict"] = ("secondary score: not tested" if cmp.get("secondary") and cmp["interval"] is not None
                               else verdict(key, cmp["interval"], cmp.get("p_holm")))
     cpus = sorted({c for e in arms.values() for c in e.get("cpus", [])})
     scorers = sorted({s for r in records if not r.get("failed") and (f := final_segment(r)) is not None
