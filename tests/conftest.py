@@ -1,6 +1,16 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks run fastest on one thread, above all on a shared, busy CPU (torch's count restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,7 @@ from sagan.errors import ConfigError
 from sagan.models import GAN, ModelConfig, create_model, list_models, model_config
 from sagan.nn import ReconstructionDecoder, SkipExcitation, is_spectral
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, above all on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sle_gate_is_in_0_1_per_image_and_channel_and_multiplies_the_big_map():
