@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"sagan study: interrupted; the rungs so far are in {out / 'study.md'}. Run the same command to "
                   "resume", file=sys.stderr)
             return exc.exit_code
-    elif not (out / "spec.json").exists():
+    elif not (out / "spec.json").exists() and not (spec.record and (Path(spec.record) / "spec.json").exists()):
         raise ConfigError(f"{out} holds no search yet: run it first (without --tables-only)")
     study = write_search_outputs(spec, configs, out)
     final = study["final"]

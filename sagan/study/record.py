@@ -42,18 +42,25 @@ def scorer_shas(record: dict) -> set[str]:
             if s.get("provenance", {}).get("extractor_weights_sha256")}
 
 
-class StudyRecord:
-    """The record folder of one study spec."""
+class KeptScorer:
+    """What every record folder shares: its marker (spec.json, the spec's identity) and the classifier that scored
+    its runs. A subclass says which scores it holds (`shas`) and which folders `fresh` empties (`parts`)."""
 
-    def __init__(self, spec: StudySpec, folder: str | Path):
+    parts: tuple[str, ...] = (SCORER,)
+
+    def __init__(self, spec, folder: str | Path):
         self.spec, self.folder = spec, Path(folder)
 
     @property
     def scorer_dir(self) -> Path:
         return self.folder / SCORER
 
-    def path(self, arm: str, seed: int) -> Path:
-        return self.folder / FINISHED / arm / f"seed_{seed}.json"
+    def shas(self) -> set[str]:
+        """The sha256 of the extractor weights behind every score the record holds."""
+        raise NotImplementedError
+
+    def marker(self) -> dict:
+        return {"identity": self.spec.identity(), "spec": self.spec.to_dict()}
 
     def prepare(self, fresh: bool = False) -> None:
         """Create the record folder or check that it is this spec's; `fresh` empties it. Refuses a record whose
@@ -64,23 +71,17 @@ class StudyRecord:
             raise ConfigError(f"the record folder {self.folder} holds the study {old.get('spec', {}).get('name')!r} "
                               "of another spec; give this spec another record: folder, or --fresh to empty it")
         if fresh:
-            for name in (FINISHED, SCORER):
-                shutil.rmtree(self.folder / name, ignore_errors=True)
+            for name in self.parts:
+                target = self.folder / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
         try:
-            _write(marker, {"identity": self.spec.identity(), "spec": self.spec.to_dict()})
+            _write(marker, self.marker())
         except OSError as exc:
             raise ConfigError(f"cannot write the record folder {self.folder}: {exc.strerror}") from None
         self.check_scorer()
-
-    def load(self, arm: str, seed: int) -> dict | None:
-        """The recorded run of (arm, seed), or None."""
-        record = read_json(self.path(arm, seed))
-        return record if record and record.get("done") else None
-
-    def records(self) -> list[dict]:
-        """Every recorded run."""
-        found = [read_json(p) for p in sorted((self.folder / FINISHED).glob("*/seed_*.json"))]
-        return [r for r in found if r and r.get("done")]
 
     def scorer_file(self) -> Path | None:
         files = sorted(self.scorer_dir.glob("classifier-*.safetensors"))
@@ -92,7 +93,7 @@ class StudyRecord:
         import hashlib
 
         kept = self.scorer_file()
-        shas = set().union(*(scorer_shas(r) for r in self.records()))
+        shas = self.shas()
         if kept is not None:
             shas.add(hashlib.sha256(kept.read_bytes()).hexdigest())
         if len(shas) > 1:
@@ -126,11 +127,37 @@ class StudyRecord:
         if not source.is_file() or not source.with_suffix(".json").is_file():
             raise SaganError(f"the classifier that scored this run is not on disk ({source}), so the record cannot "
                              "keep it; run the study without --no-cache")
+        self.keep_scorer_files(source)
+
+    def keep_scorer_files(self, source: Path) -> None:
+        """Copy a classifier (the .json beside it first, the weights last: a file under its name is complete)."""
         self.scorer_dir.mkdir(parents=True, exist_ok=True)
-        for src in (source.with_suffix(".json"), source):  # the weights last: a file under its name is complete
+        for src in (source.with_suffix(".json"), source):
             tmp = self.scorer_dir / f"{src.name}.{os.getpid()}.tmp"
             shutil.copyfile(src, tmp)
             os.replace(tmp, self.scorer_dir / src.name)
+
+
+class StudyRecord(KeptScorer):
+    """The record folder of one study spec."""
+
+    parts = (FINISHED, SCORER)
+
+    def path(self, arm: str, seed: int) -> Path:
+        return self.folder / FINISHED / arm / f"seed_{seed}.json"
+
+    def shas(self) -> set[str]:
+        return set().union(*(scorer_shas(r) for r in self.records()))
+
+    def load(self, arm: str, seed: int) -> dict | None:
+        """The recorded run of (arm, seed), or None."""
+        record = read_json(self.path(arm, seed))
+        return record if record and record.get("done") else None
+
+    def records(self) -> list[dict]:
+        """Every recorded run."""
+        found = [read_json(p) for p in sorted((self.folder / FINISHED).glob("*/seed_*.json"))]
+        return [r for r in found if r and r.get("done")]
 
     def save(self, record: dict) -> None:
         """Keep a finished (or failed) run's record."""

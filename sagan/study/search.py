@@ -15,6 +15,10 @@ Layout of a search folder:
     DIR/final/                     an ordinary study: the finalists and the base over the final seeds
     DIR/study.json, study.md, study.html   every rung (what ran, the scores, what was promoted and why) and the
                                            final comparison; written by `write_search_outputs` from the records
+
+A spec with `record: FOLDER` also keeps the drawn configurations, every rung's scores, the scorer and the final
+study's record in that folder of the repository (sagan.study.search_record): the search then goes on in a fresh
+checkout, where the run folders are gone.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sagan.study.compare import main_metrics
 from sagan.study.files import read_json, write_json
 from sagan.study.rungs import promote, rank, why
 from sagan.study.runner import cpu_name, run_study
+from sagan.study.search_record import choose_configs, merge_runs, search_record
 from sagan.study.search_spec import SearchSpec
 
 RECORD = "search_run.json"
@@ -52,15 +57,27 @@ def prepare_search_folder(spec: SearchSpec, configs: list[dict], out: Path, fres
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    stored = read_json(out / "configs.json")
+    store = search_record(spec)
+    if store is not None:
+        store.prepare(fresh)
+    stored = (read_json(out / "configs.json") or {}).get("configs")
+    chosen = choose_configs(store, stored, configs)
     try:
         (out / "runs").mkdir(parents=True, exist_ok=True)
         write_json(marker, {"identity": spec.identity(), "kind": "search", "spec": spec.to_dict()})
         if stored is None:
-            write_json(out / "configs.json", {"configs": configs})
+            write_json(out / "configs.json", {"configs": chosen})
     except OSError as exc:
         raise ConfigError(f"cannot write the search folder {out}: {exc.strerror}; choose another --out") from None
-    return stored["configs"] if stored else configs
+    if store is not None and store.configs() is None:
+        store.keep_configs(chosen)
+    return chosen
+
+
+def load_run(spec: SearchSpec, out: Path, cid: str) -> dict | None:
+    """A configuration's rung entries: its run folder's, with the record's (a fresh checkout has only those)."""
+    store = search_record(spec)
+    return merge_runs(read_json(out / "runs" / cid / RECORD), store.run(cid) if store is not None else None)
 
 
 def metric_value(scores: dict, metric: str) -> float | None:
@@ -103,13 +120,22 @@ def _train(cfg) -> None:
 
 def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path) -> dict:
     """Train one configuration to the rung's budget (continuing its run folder) and score it; a rung already
-    scored is not run again. A run whose loss became NaN is recorded as failed, with no score."""
+    scored is not run again (in the run folder or the spec's record). A run whose loss became NaN is recorded as
+    failed, with no score. A promoted run whose folder is gone starts again from its seed."""
     from sagan.config import apply_overrides
+    from sagan.metrics.classifier import classifier_from
 
     folder = out / "runs" / config["id"]
     record_path = folder / RECORD
-    record = read_json(record_path) or {"id": config["id"], "overrides": config["overrides"], "seed": spec.seed,
-                                        "rungs": []}
+    store = search_record(spec)
+    record = load_run(spec, out, config["id"]) or {"id": config["id"], "overrides": config["overrides"],
+                                                   "seed": spec.seed, "rungs": []}
+
+    def save() -> None:
+        if store is not None:  # first: it refuses scores from another scorer than the record's
+            store.save_run(record)
+        write_json(record_path, record)
+
     done = [e for e in record["rungs"] if e["rung"] == rung]
     if done:
         return record
@@ -126,16 +152,17 @@ def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path) -> dict:
             if "NaN or infinite" not in str(exc):  # the one training failure that is the configuration's fault
                 raise
             record["rungs"].append({**entry, "failed": str(exc), "score": None})
-            write_json(record_path, record)
+            save()
             return record
     path, state = latest_checkpoint(folder)
     seconds = state.get("train_seconds", 0.0)
     images = state["step"] * cfg.batch_size * cfg.n_dis
-    scored = score_checkpoint(spec, cfg, path, state)
+    with classifier_from(store.scorer_dir if store is not None else None):
+        scored = score_checkpoint(spec, cfg, path, state)
     record["rungs"].append({**entry, "step": state["step"], "minutes": round(seconds / 60, 4),
                             "images_per_sec": round(images / max(seconds, 1e-9), 2), "cpu": cpu_name(), **scored,
                             "score": metric_value(scored["scores"], spec.metric)})
-    write_json(record_path, record)
+    save()
     return record
 
 
@@ -177,6 +204,8 @@ def run_search(spec: SearchSpec, configs: list[dict], out: str | Path, seeds: Se
         say(f"search {spec.name}: rung {rung + 1}: {what}: {', '.join(ids)} (best {len(ids)} of {len(scores)} by "
             f"{spec.metric}, {direction} is better)")
     final = spec.final_spec([by_id[c] for c in ids], seeds)
+    if (store := search_record(spec)) is not None:
+        store.seed_final_scorer()
     run_study(final, out / "final", seeds=seeds, parallel=parallel, say=say)
     return ids
 
@@ -184,7 +213,7 @@ def run_search(spec: SearchSpec, configs: list[dict], out: str | Path, seeds: Se
 def rung_views(spec: SearchSpec, configs: list[dict], out: Path) -> tuple[list[dict], list[str] | None]:
     """Each rung as run so far: what ran, each score, what was promoted and why (recomputed from the run records
     by the same `promote` the search used); and the finalists once the last rung is complete."""
-    records = {c["id"]: read_json(out / "runs" / c["id"] / RECORD) for c in configs}
+    records = {c["id"]: load_run(spec, out, c["id"]) for c in configs}
     ids, views = [c["id"] for c in configs], []
     for rung in range(spec.rungs):
         entries = {cid: rung_entry(records[cid], rung) for cid in ids}
@@ -216,16 +245,21 @@ def write_search_outputs(spec: SearchSpec, configs: list[dict], out: str | Path,
     from sagan.study.search_page import search_markdown, write_search_page
 
     out = Path(out)
-    configs = (read_json(out / "configs.json") or {}).get("configs", configs)
+    out.mkdir(parents=True, exist_ok=True)  # --tables-only in a fresh checkout: the rungs are in the record only
+    store = search_record(spec)
+    configs = choose_configs(store, (read_json(out / "configs.json") or {}).get("configs"), configs)
     rungs, finalists = rung_views(spec, configs, out)
     final = None
-    if finalists and (out / "final" / "spec.json").exists():
+    final_kept = store is not None and (store.folder / "final" / "spec.json").exists()
+    if finalists and ((out / "final" / "spec.json").exists() or final_kept):
         by_id = {c["id"]: c for c in configs}
         final = write_outputs(spec.final_spec([by_id[c] for c in finalists]), out / "final", html=html)
     study = {"kind": "search", "spec": spec.to_dict(), "identity": spec.identity(), "configs": configs,
              "rungs": rungs, "finalists": finalists, "final": final}
     write_json(out / "study.json", study)
     (out / "study.md").write_text(search_markdown(study))
+    if store is not None and store.folder.is_dir():  # the tables travel with the record, into the next checkout
+        (store.folder / "study.md").write_text(search_markdown(study))
     if html:
         write_search_page(study, out / "study.html")
     return study

@@ -34,9 +34,9 @@ from sagan.errors import ConfigError, did_you_mean
 from sagan.metrics.evaluation import parse_metrics
 from sagan.study.compare import higher_is_better, main_metrics
 from sagan.study.rungs import rung_budgets, rung_sizes
-from sagan.study.spec import RUN_KEYS, StudySpec, check_keys, parse_spec, read_spec_file
+from sagan.study.spec import RUN_KEYS, StudySpec, check_keys, parse_record, parse_spec, read_spec_file
 
-SEARCH_SPEC_KEYS = ("name", "base", "search", "seeds", "eval")
+SEARCH_SPEC_KEYS = ("name", "base", "search", "seeds", "eval", "record")
 SEARCH_KEYS = ("space", "grid", "samples", "sampler_seed", "metric", "direction", "first_steps", "eta", "rungs",
                "finalists", "seed")
 RANGES = ("log_uniform", "uniform", "int", "choice")
@@ -63,6 +63,9 @@ class SearchSpec:
     seed: int  # the screening runs' seed
     seeds: list[int]  # the final runs' seeds
     eval: dict
+    # a folder in the repository that keeps every rung's scores, the drawn configurations, the scorer and the final
+    # study's record (sagan.study.search_record), so the search goes on in a later session's checkout
+    record: str | None = None
 
     @property
     def sizes(self) -> list[int]:
@@ -82,11 +85,13 @@ class SearchSpec:
                 "search": {"space": self.space, "grid": self.grid, "samples": self.samples,
                            "sampler_seed": self.sampler_seed, "metric": self.metric,
                            "direction": "maximize" if self.maximize else "minimize", "first_steps": self.first_steps,
-                           "eta": self.eta, "rungs": self.rungs, "finalists": self.finalists, "seed": self.seed}}
+                           "eta": self.eta, "rungs": self.rungs, "finalists": self.finalists, "seed": self.seed},
+                **({"record": self.record} if self.record else {})}
 
     def identity(self) -> str:
-        """A hash of what makes two searches the same (everything but the final seeds, which may grow)."""
-        body = {k: v for k, v in self.to_dict().items() if k != "seeds"}
+        """A hash of what makes two searches the same (everything but the final seeds, which may grow, and where
+        the record is kept)."""
+        body = {k: v for k, v in self.to_dict().items() if k not in ("seeds", "record")}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -101,9 +106,14 @@ def nested(overrides: dict) -> dict:
     return out
 
 
+def final_record(record: str) -> str:
+    """Where a search's record keeps its final study's record."""
+    return str(Path(record) / "final")
+
+
 def _final_dict(spec: SearchSpec, finalists: list[dict], seeds: list[int]) -> dict:
     return {"name": f"{spec.name}-final", "base": spec.base, "budget": {"steps": spec.budgets[-1]}, "seeds": seeds,
-            "eval": spec.eval, "baseline": BASELINE,
+            "eval": spec.eval, "baseline": BASELINE, **({"record": final_record(spec.record)} if spec.record else {}),
             "arms": [{"name": BASELINE}] + [{"name": c["id"], "overrides": nested(c["overrides"])}
                                             for c in finalists]}
 
@@ -249,7 +259,7 @@ def parse_search_spec(data: dict, source: str = "the spec") -> tuple[SearchSpec,
     if direction not in ("minimize", "maximize"):
         raise ConfigError(f"search direction must be minimize or maximize, got {direction!r}")
     spec = SearchSpec(data["name"], base, space, grid, samples, sampler_seed, metric, direction == "maximize", first,
-                      eta, rungs, finalists, seed, list(seeds), dict(ev))
+                      eta, rungs, finalists, seed, list(seeds), dict(ev), parse_record(data))
     configs = draw_configs(spec)
     # every configuration's train config and model, and the eval, checked as a study's arms are
     spec.eval = parse_spec(_final_dict(spec, configs, spec.seeds), f"search {spec.name!r}").eval
@@ -308,5 +318,5 @@ def is_search_spec(path: str | Path) -> bool:
 
 def load_search_spec(path: str | Path) -> tuple[SearchSpec, list[dict]]:
     """Read and validate a search spec file and draw its configurations."""
-    data = read_spec_file(path, "search spec", "name, base, search, seeds, eval")
+    data = read_spec_file(path, "search spec", "name, base, search, seeds, eval, record")
     return parse_search_spec(data, str(path))

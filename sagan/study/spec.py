@@ -175,9 +175,7 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
         raise ConfigError("base must be a mapping of train config keys, e.g. {data: fashion-mnist, model: sagan_32}")
     base = dict(data["base"] or {})
     _check_run_keys("base", base)
-    record = data.get("record")
-    if record is not None and (not isinstance(record, str) or not record.strip()):
-        raise ConfigError(f"record must be a folder path (e.g. docs/studies/{data['name']}/), got {record!r}")
+    record = parse_record(data)
     spec = StudySpec(str(data["name"]), base, dict(data["budget"]), list(seeds),
                      {"metrics": list(parse_metrics(ev.get("metrics", ["fd", "kid", "pr"]))), "num": num,
                       **{k: ev[k] for k in ("features", "against", "fractions", "primary") if k in ev}},
@@ -185,6 +183,15 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
     for arm in arms:
         _check_run_config(spec, arm)
     return spec
+
+
+def parse_record(data: dict) -> str | None:
+    """A spec's `record:` folder (sagan.study.record), or None; a value that is no folder path is refused."""
+    record = data.get("record")
+    if record is not None and (not isinstance(record, str) or not record.strip()):
+        raise ConfigError(f"record must be a folder path (e.g. docs/studies/records/{data.get('name')}/), "
+                          f"got {record!r}")
+    return record
 
 
 def read_spec_file(path: str | Path, what: str, keys: str) -> dict:
