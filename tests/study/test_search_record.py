@@ -15,7 +15,8 @@ from sagan.errors import ConfigError, SaganError
 from sagan.study import search
 from sagan.study.search_record import SearchRecord, merge_runs
 from sagan.study.search_spec import parse_search_spec
-from tests.study.test_search import GOOD, Killed, _with, finished, stand_in  # noqa: F401 (fixtures)
+from tests.study.conftest import Killed
+from tests.study.test_search import GOOD, _with
 
 
 def _entry(rung: int, sha: str | None = None, score: float = 1.0) -> dict:
