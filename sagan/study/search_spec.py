@@ -8,6 +8,7 @@ a metric to rank by, a first step budget and a reduction factor eta (successive 
         lr_d: {log_uniform: [1.0e-4, 1.0e-3]}
         model_args.g_ch: {choice: [16, 32]}
         n_dis: {int: [1, 3]}
+        recon: {together: [{}, {recon_weight: 1.0, model_args.d_recon: 8}]}   # keys that only work together
       samples: 9                           # configurations drawn from the space (a grid runs all of its own)
       metric: fd_fmnist                    # ranked by; direction from the metric, or direction: maximize
       first_steps: 200                     # the first rung's budget; each rung eta times longer
@@ -39,7 +40,7 @@ from sagan.study.spec import RUN_KEYS, StudySpec, check_keys, parse_record, pars
 SEARCH_SPEC_KEYS = ("name", "base", "search", "seeds", "eval", "record")
 SEARCH_KEYS = ("space", "grid", "samples", "sampler_seed", "metric", "direction", "first_steps", "eta", "rungs",
                "finalists", "seed")
-RANGES = ("log_uniform", "uniform", "int", "choice")
+RANGES = ("log_uniform", "uniform", "int", "choice", "together")
 BASELINE = "base"
 # the eval metric that fills each score family
 _FAMILY = {"fd": "fd", "fid": "fd", "kid": "kid", "is": "is", "precision": "pr", "recall": "pr", "density": "dc",
@@ -141,7 +142,7 @@ def _check_range(key: str, raw: object) -> dict:
     where = f"search space {key!r}"
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ConfigError(f"{where} must be one of {{log_uniform: [lo, hi]}}, {{uniform: [lo, hi]}}, "
-                          "{int: [lo, hi]}, {choice: [a, b, ...]}")
+                          "{int: [lo, hi]}, {choice: [a, b, ...]}, {together: [{key: value, ...}, ...]}")
     (kind, bounds), = raw.items()
     if kind not in RANGES:
         raise ConfigError(f"unknown range {kind!r} in {where}{did_you_mean(str(kind), RANGES)}; use "
@@ -149,6 +150,14 @@ def _check_range(key: str, raw: object) -> dict:
     if kind == "choice":
         if not isinstance(bounds, list) or not bounds:
             raise ConfigError(f"{where}: choice needs a non-empty list of values")
+        return {kind: bounds}
+    if kind == "together":
+        if not isinstance(bounds, list) or len(bounds) < 2 or not all(isinstance(b, dict) for b in bounds):
+            raise ConfigError(f"{where}: together needs a list of at least 2 mappings of train-config keys set "
+                              "together, e.g. [{}, {recon_weight: 1.0, model_args.d_recon: 8}]")
+        for mapping in bounds:
+            for inner in mapping:
+                _check_config_key(inner, where)
         return {kind: bounds}
     if not isinstance(bounds, list) or len(bounds) != 2 or not all(_is_number(b) for b in bounds):
         raise ConfigError(f"{where}: {kind} needs [low, high], got {bounds!r}")
@@ -160,6 +169,17 @@ def _check_range(key: str, raw: object) -> dict:
     if kind == "int" and not (_is_int(lo) and _is_int(hi)):
         raise ConfigError(f"{where}: int needs integer bounds, got [{lo}, {hi}]")
     return {kind: [lo, hi]}
+
+
+def _check_together_keys(space: dict) -> None:
+    """A key set by a together and also varied on its own (or by two togethers) would be drawn twice."""
+    seen: dict[str, str] = {key: key for key, rng in space.items() if "together" not in rng}
+    for name, rng in space.items():
+        for inner in {k for mapping in rng.get("together", []) for k in mapping}:
+            if inner in seen:
+                raise ConfigError(f"search space {name!r} sets {inner!r}, which {seen[inner]!r} varies too; vary "
+                                  "each key in one place")
+            seen[inner] = name
 
 
 def _load_base(raw: object, source: str) -> dict:
@@ -204,8 +224,10 @@ def parse_search_spec(data: dict, source: str = "the spec") -> tuple[SearchSpec,
         if not isinstance(s["space"], dict) or not s["space"]:
             raise ConfigError("search space is empty: name at least one train-config key to vary")
         for key, raw in s["space"].items():
-            _check_config_key(key, "search space")
             space[key] = _check_range(key, raw)
+            if "together" not in space[key]:  # a together's name is a label; its mappings hold the config keys
+                _check_config_key(key, "search space")
+        _check_together_keys(space)
         samples = s.get("samples")
         if not _is_int(samples) or samples < 1:
             raise ConfigError(f"search samples must be a positive integer (configurations to draw), got {samples!r}")
@@ -276,7 +298,7 @@ def _draw_space(spec: SearchSpec) -> list[dict]:
     distributions = {}
     for key, rng in spec.space.items():
         (kind, bounds), = rng.items()
-        if kind == "choice":  # by index: Optuna's choices are scalars, a choice may be a list (g_attention)
+        if kind in ("choice", "together"):  # by index: Optuna's choices are scalars (a choice may be a list)
             distributions[key] = CategoricalDistribution(list(range(len(bounds))))
         elif kind == "int":
             distributions[key] = IntDistribution(bounds[0], bounds[1])
@@ -286,7 +308,13 @@ def _draw_space(spec: SearchSpec) -> list[dict]:
     drawn: list[dict] = []
     for _ in range(100 * spec.samples):
         params = study.ask(distributions).params
-        config = {k: spec.space[k]["choice"][v] if "choice" in spec.space[k] else v for k, v in params.items()}
+        config: dict = {}
+        for k, v in params.items():
+            rng = spec.space[k]
+            if "together" in rng:
+                config.update(rng["together"][v])
+            else:
+                config[k] = rng["choice"][v] if "choice" in rng else v
         if config not in drawn:
             drawn.append(config)
         if len(drawn) == spec.samples:

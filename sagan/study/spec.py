@@ -119,14 +119,17 @@ def _check_run_keys(where: str, overrides: dict) -> None:
 
 
 def _check_run_config(spec: StudySpec, arm: Arm) -> None:
-    """Build the arm's train config and model config without training: the train config's own checks."""
+    """Build the arm's train config and model config without training: the train config's own checks, and that
+    the model has the parts its loss terms need."""
     _check_run_keys(f"arm {arm.name!r}", arm.overrides)
     try:
         cfg = spec.train_config(arm, spec.seeds[0], "unused")
     except ConfigError as exc:
         raise ConfigError(f"arm {arm.name!r}: {exc}") from None
+    from sagan.regularize import check_model
+
     try:
-        model_config(cfg.model, **cfg.model_args)
+        check_model(cfg, model_config(cfg.model, **cfg.model_args))  # the model has what the loss terms need
     except (ConfigError, TypeError) as exc:
         raise ConfigError(f"arm {arm.name!r}: {exc}") from None
 

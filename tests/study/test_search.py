@@ -93,6 +93,16 @@ def test_a_grid_runs_every_combination_and_a_recipe_file_can_be_the_base():
     assert "max_minutes" not in spec.base  # the recipe's run keys are the search's to set
 
 
+def test_keys_that_only_work_together_are_drawn_together():
+    spec, configs = parse_search_spec(_with(search={"space": {
+        "lr_d": {"log_uniform": [1.0e-4, 1.0e-3]},
+        "recon": {"together": [{}, {"recon_weight": 1.0, "model_args.d_recon": 8}]}}, "samples": 6}))
+    pairs = {tuple(sorted(set(c["overrides"]) - {"lr_d"})) for c in configs}
+    assert pairs == {(), ("model_args.d_recon", "recon_weight")}  # both keys or neither, and both drawn
+    assert all(c["overrides"].get("recon_weight") in (None, 1.0) for c in configs)
+    assert spec.final_spec(configs).arm(configs[0]["id"])  # every configuration built its model (parse checks)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"colour": "red"}, "unknown key 'colour'"),
     ({"search": {"pruner": "asha"}}, "unknown key 'pruner' in search"),
@@ -110,6 +120,13 @@ def test_a_grid_runs_every_combination_and_a_recipe_file_can_be_the_base():
     ({"search": {"space": {"lr_d": {"choice": [-1.0, 1e-4]}}, "samples": 2}}, "lr_d must be positive"),
     ({"search": {"space": {"model_args.g_chh": {"choice": [8, 16]}}, "samples": 2}}, "g_chh"),
     ({"search": {"space": {"n_dis": {"choice": [1, 2]}}, "samples": 3}}, "fewer than 3 distinct"),
+    ({"search": {"space": {"recon": {"together": [{}]}}, "samples": 1}}, "at least 2 mappings"),
+    ({"search": {"space": {"recon": {"together": [{}, 3]}}, "samples": 2}}, "at least 2 mappings"),
+    ({"search": {"space": {"recon": {"together": [{}, {"recon_weigth": 1.0}]}}, "samples": 2}},
+     "unknown config key 'recon_weigth'"),
+    ({"search": {"space": {"lr_d": {"choice": [1e-4, 2e-4]}, "pair": {"together": [{}, {"lr_d": 3e-4}]}},
+                 "samples": 2}}, "'pair' sets 'lr_d', which 'lr_d' varies too"),
+    ({"search": {"space": {"recon_weight": {"choice": [0.0, 1.0]}}, "samples": 2}}, "needs a discriminator with a"),
     ({"search": {"samples": 0}}, "samples must be a positive integer"),
     ({"search": {"eta": 1}}, "eta must be an integer >= 2"),
     ({"search": {"first_steps": 0}}, "first_steps must be a positive integer"),

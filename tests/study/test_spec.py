@@ -44,6 +44,8 @@ def test_a_good_spec_builds_each_runs_config():
     (_with(base={"model": "sagan_33"}), "unknown model 'sagan_33'"),
     (_with(arms=[{"name": "a"}, {"name": "a"}], baseline="a"), "two arms are named 'a'"),
     (_with(arms=[{"name": "a", "overrides": {"lr_d": -1}}], baseline="a"), "arm 'a': lr_d must be positive"),
+    (_with(arms=[{"name": "a", "overrides": {"recon_weight": 1.0}}], baseline="a"),
+     "arm 'a': recon_weight needs a discriminator with a decoder"),
     (_with(arms=[{"name": "a", "overrides": {"n_dsi": 5}}], baseline="a"), "did you mean: n_dis"),
     (_with(arms=[{"name": "a", "overrides": {"model_args": {"g_attention": [64]}}}], baseline="a"),
      "g_attention at 64x64"),
