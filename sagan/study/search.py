@@ -238,6 +238,25 @@ def rung_views(spec: SearchSpec, configs: list[dict], out: Path) -> tuple[list[d
     return views, ids
 
 
+def write_recipes(spec: SearchSpec, finalists: list[dict], out: Path, store) -> list[str]:
+    """Each finalist as a recipe file, DIR/recipes/cNN.yaml (and in the record): adopting one is `sagan train
+    --config` with it. Returns the file names."""
+    import yaml
+
+    names = []
+    for config in finalists:
+        header = (f"# Finalist {config['id']} of the search {spec.name!r}: its base config with the search's settings "
+                  f"for {config['id']}.\n# How it compared with the base over seeds: the search's study.md. Give it a "
+                  "budget to train it, e.g.\n#   sagan train --config recipes/"
+                  f"{config['id']}.yaml --max-minutes 60 --out runs/{config['id']}\n")
+        text = header + yaml.safe_dump(spec.recipe(config["overrides"]), sort_keys=False)
+        for folder in [out] + ([store.folder] if store is not None and store.folder.is_dir() else []):
+            (folder / "recipes").mkdir(parents=True, exist_ok=True)
+            (folder / "recipes" / f"{config['id']}.yaml").write_text(text)
+        names.append(f"recipes/{config['id']}.yaml")
+    return names
+
+
 def write_search_outputs(spec: SearchSpec, configs: list[dict], out: str | Path, html: bool = True) -> dict:
     """Gather the rungs and the final study into study.json, and write study.md (and study.html); the final
     study's own study.json/md/html are written in DIR/final."""
@@ -254,8 +273,9 @@ def write_search_outputs(spec: SearchSpec, configs: list[dict], out: str | Path,
     if finalists and ((out / "final" / "spec.json").exists() or final_kept):
         by_id = {c["id"]: c for c in configs}
         final = write_outputs(spec.final_spec([by_id[c] for c in finalists]), out / "final", html=html)
+    recipes = write_recipes(spec, [c for c in configs if c["id"] in (finalists or [])], out, store)
     study = {"kind": "search", "spec": spec.to_dict(), "identity": spec.identity(), "configs": configs,
-             "rungs": rungs, "finalists": finalists, "final": final}
+             "rungs": rungs, "finalists": finalists, "final": final, "recipes": recipes}
     write_json(out / "study.json", study)
     (out / "study.md").write_text(search_markdown(study))
     if store is not None and store.folder.is_dir():  # the tables travel with the record, into the next checkout

@@ -95,6 +95,9 @@ def search_markdown(study: dict) -> str:
         lines.append("Not run yet: it starts when the last rung is finished.")
     else:
         lines += [f"- Finalists (best first): {finalist_settings(study)}; `base` is the base config."]
+        if study.get("recipes"):
+            lines += [f"- Each finalist as a recipe file, to train with `sagan train --config FILE`: "
+                      f"{', '.join(study['recipes'])}."]
         lines += [f"- {n}" for n in notes(final)] + [""] + md_table(*arm_rows(final))
         lines += ["", "Against the baseline:", ""] + md_table(*versus_rows(final))
     return "\n".join(lines) + "\n"

@@ -76,6 +76,14 @@ class SearchSpec:
     def budgets(self) -> list[int]:
         return rung_budgets(self.first_steps, self.eta, self.rungs)
 
+    def recipe(self, overrides: dict) -> dict:
+        """A configuration as a recipe file's mapping: the base with the configuration's settings (model_args
+        merged), no run keys (budget, seed, out: the user's to give)."""
+        recipe = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.base.items()}
+        for key, value in nested(overrides).items():
+            recipe[key] = {**recipe.get(key, {}), **value} if key == "model_args" else value
+        return recipe
+
     def final_spec(self, finalists: list[dict], seeds: list[int] | None = None) -> StudySpec:
         """The study that runs the finalists ({id, overrides}) and the base over the seeds at the last rung's
         budget and compares them by the study's intervals."""

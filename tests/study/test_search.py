@@ -267,6 +267,12 @@ def test_the_best_of_each_rung_are_promoted_and_continue_their_runs(finished):
     page = (out / "study.html").read_text()
     assert "Rung 2: 2 configuration(s) at 4 steps" in page and 'href="final/study.html"' in page
     assert (out / "final" / "study.html").exists()
+    # the finalist as a recipe file: the base with its settings, no run keys, and `sagan train --config` takes it
+    recipe = yaml.safe_load((out / "recipes" / "c01.yaml").read_text())
+    assert recipe["lr_d"] == 2.0e-4 and recipe["model_args"] == {"g_ch": 8, "d_ch": 8} and "max_steps" not in recipe
+    assert "recipes/c01.yaml" in md
+    assert main(["train", "--config", str(out / "recipes" / "c01.yaml"), "--dry-run", "--out",
+                 str(out.parent / "dry")]) == 0
 
 
 @pytest.mark.slow
