@@ -1,6 +1,7 @@
 """`sagan study SEARCH.yaml`: a spec with a `search` runs successive halving over its configurations, then the
 finalists and the base over seeds (sagan/study/search.py); the same options as a study's, less --only.
---seeds N sets the final runs' seeds; --parallel P runs the final runs P at a time (the rungs run one by one)."""
+--seeds N sets the final runs' seeds; --parallel P runs each rung's configurations, and then the final runs, P
+at a time."""
 
 from __future__ import annotations
 

@@ -24,9 +24,11 @@ checkout, where the run folders are gone.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from sagan.checkpoint import latest_checkpoint
@@ -118,7 +120,7 @@ def _train(cfg) -> None:
     train(cfg)
 
 
-def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path) -> dict:
+def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path, threads: int = 0) -> dict:
     """Train one configuration to the rung's budget (continuing its run folder) and score it; a rung already
     scored is not run again (in the run folder or the spec's record). A run whose loss became NaN is recorded as
     failed, with no score. A promoted run whose folder is gone starts again from its seed."""
@@ -141,7 +143,7 @@ def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path) -> dict:
         return record
     steps = spec.budgets[rung]
     screen = spec.final_spec([config])
-    cfg = apply_overrides(screen.train_config(screen.arm(config["id"]), spec.seed, folder),
+    cfg = apply_overrides(screen.train_config(screen.arm(config["id"]), spec.seed, folder, threads),
                           {"max_steps": steps, "max_minutes": 0})
     entry: dict = {"rung": rung, "steps": steps}
     latest = latest_checkpoint(folder)
@@ -164,6 +166,38 @@ def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path) -> dict:
                             "score": metric_value(scored["scores"], spec.metric)})
     save()
     return record
+
+
+def _rung_job(spec: SearchSpec, out: str, rung: int, threads: int, config: dict) -> dict:
+    return run_rung(spec, config, rung, Path(out), threads)
+
+
+def run_rung_jobs(spec: SearchSpec, configs: list[dict], rung: int, out: Path, parallel: int,
+                  say: Callable[[str], None]) -> dict[str, float | None]:
+    """Run one rung's configurations, `parallel` at a time (each with cores/parallel threads; on a 2-core CPU two
+    one-thread runs train about 1.5x the steps of one two-thread run); {id: score}. A signal stops them cleanly
+    (sagan.study.jobs), as in a study."""
+    from sagan.study.jobs import run_parallel, run_serial
+
+    scores: dict[str, float | None] = {}
+
+    def done(i: int, config: dict, record: dict) -> None:
+        entry = rung_entry(record, rung)
+        scores[config["id"]] = entry["score"]
+        got = "failed (non-finite loss)" if entry.get("failed") else f"{spec.metric} {entry['score']:.4g}"
+        say(f"search {spec.name}: rung {rung + 1}/{spec.rungs} ({spec.budgets[rung]} steps) [{i}/{len(configs)}] "
+            f"{config['id']}: {got}")
+
+    todo = [c for c in configs if rung_entry(load_run(spec, out, c["id"]), rung) is None]
+    workers = min(parallel, len(todo))
+    for i, config in enumerate(c for c in configs if c not in todo):  # scored in an earlier sitting
+        done(i + 1, config, load_run(spec, out, config["id"]))
+    if workers <= 1:
+        run_serial(todo, partial(_rung_job, spec, str(out), rung, 0), done)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+        run_parallel(todo, partial(_rung_job, spec, str(out), rung, threads), done, workers, threads)
+    return scores
 
 
 def rung_entry(record: dict | None, rung: int) -> dict | None:
@@ -189,14 +223,8 @@ def run_search(spec: SearchSpec, configs: list[dict], out: str | Path, seeds: Se
     ids = list(by_id)
     direction = "higher" if spec.maximize else "lower"
     for rung in range(spec.rungs):
-        scores = {}
-        for i, cid in enumerate(ids, 1):
-            entry = rung_entry(run_rung(spec, by_id[cid], rung, out), rung)
-            scores[cid] = entry["score"]
-            got = "failed (non-finite loss)" if entry.get("failed") else f"{spec.metric} {entry['score']:.4g}"
-            say(f"search {spec.name}: rung {rung + 1}/{spec.rungs} ({spec.budgets[rung]} steps) [{i}/{len(ids)}] "
-                f"{cid}: {got}")
-        ids = promote(scores, keep_after(spec, rung), spec.maximize)
+        scores = run_rung_jobs(spec, [by_id[cid] for cid in ids], rung, out, parallel, say)
+        ids = promote({cid: scores[cid] for cid in ids}, keep_after(spec, rung), spec.maximize)  # in draw order
         if not ids:
             raise SaganError(f"every run of rung {rung + 1} failed (the loss became NaN or infinite); narrow the "
                              "search space, e.g. lower learning rates")

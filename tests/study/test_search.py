@@ -18,7 +18,7 @@ from sagan.errors import ConfigError, SaganError
 from sagan.study import search
 from sagan.study.rungs import promote, rank, rung_budgets, rung_sizes
 from sagan.study.search_spec import is_search_spec, load_search_spec, parse_search_spec
-from tests.study.conftest import Killed
+from tests.study.conftest import Killed, tiny_search_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -327,3 +327,49 @@ def test_the_page_renders(finished, tmp_path):
     result = render(out / "study.html", screenshot=tmp_path / "page.png")
     assert result["errors"] == [] and result["requests"] == [] and result["title"] == "sagan search: tiny-search"
     assert (tmp_path / "page.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_parallel_search_trains_two_runs_at_once_to_the_same_result(tiny_folder, tmp_path):
+    """--parallel 2 runs each rung's configurations (and the final runs) two at a time, one thread each; the
+    rungs, promotions and final scores are those of the serial search. Scored for real (the shipped Fashion-MNIST
+    classifier's features): a stand-in patched into this process would not reach the worker processes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    spec = tiny_search_spec(tiny_folder)
+    spec["eval"] = {"metrics": ["fd"], "num": 32, "features": "fmnist", "against": "fashion-mnist",
+                    "fractions": [1.0]}
+    spec["search"]["metric"] = "fd_fmnist"
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["study", str(path), "--out", str(tmp_path / "serial")]) == 0
+    # two one-thread workers whatever this machine's core count (the serial runs have the spec's one thread)
+    code = ("import os, sys; os.cpu_count = lambda: 2; from sagan.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    cmd = [sys.executable, "-c", code, "study", str(path), "--out", str(tmp_path / "parallel"), "--parallel", "2"]
+    result = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def outcome(folder: Path) -> list:  # everything but the wall clock
+        study = json.loads((folder / "study.json").read_text())
+        rungs = [[{k: v for k, v in row.items() if k not in ("minutes", "images_per_sec")} for row in r["rows"]]
+                 + [r["promoted"]] for r in study["rungs"]]
+        final = {arm: e["seeds_done"] for arm, e in study["final"]["summary"]["arms"].items()}
+        runs = sorted((r["arm"], r["seed"], r["segments"][-1]["scores"]) for r in study["final"]["runs"])
+        return [rungs, study["finalists"], final, runs]
+
+    assert outcome(tmp_path / "parallel") == outcome(tmp_path / "serial")
+
+    # each training writes a TensorBoard file named with its process id: the 4 rung-1 runs were trained by two
+    # worker processes, not by the search's own process
+    # (each rung has its own pool; a promoted run's later files are the next rung's)
+    def first_trainer(run: Path) -> int:
+        files = sorted((run / "tensorboard").glob("events.out.tfevents.*"), key=lambda p: int(p.name.split(".")[3]))
+        return int(files[0].name.split(".")[-2])
+
+    assert len({first_trainer(tmp_path / "parallel" / "runs" / f"c0{i}") for i in range(4)}) == 2
+    assert {first_trainer(tmp_path / "serial" / "runs" / f"c0{i}") for i in range(4)} == {os.getpid()}
