@@ -181,17 +181,18 @@ def run_rung_jobs(spec: SearchSpec, configs: list[dict], rung: int, out: Path, p
 
     scores: dict[str, float | None] = {}
 
-    def done(i: int, config: dict, record: dict) -> None:
+    def done(_: int, config: dict, record: dict) -> None:
         entry = rung_entry(record, rung)
         scores[config["id"]] = entry["score"]
         got = "failed (non-finite loss)" if entry.get("failed") else f"{spec.metric} {entry['score']:.4g}"
-        say(f"search {spec.name}: rung {rung + 1}/{spec.rungs} ({spec.budgets[rung]} steps) [{i}/{len(configs)}] "
-            f"{config['id']}: {got}")
+        say(f"search {spec.name}: rung {rung + 1}/{spec.rungs} ({spec.budgets[rung]} steps) "
+            f"[{len(scores)}/{len(configs)}] {config['id']}: {got}")  # counted with the ones scored before
 
     todo = [c for c in configs if rung_entry(load_run(spec, out, c["id"]), rung) is None]
     workers = min(parallel, len(todo))
-    for i, config in enumerate(c for c in configs if c not in todo):  # scored in an earlier sitting
-        done(i + 1, config, load_run(spec, out, config["id"]))
+    for config in configs:
+        if config not in todo:  # scored in an earlier sitting
+            done(0, config, load_run(spec, out, config["id"]))
     if workers <= 1:
         run_serial(todo, partial(_rung_job, spec, str(out), rung, 0), done)
     else:

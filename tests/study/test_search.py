@@ -276,7 +276,7 @@ def test_the_best_of_each_rung_are_promoted_and_continue_their_runs(finished):
 
 
 @pytest.mark.slow
-def test_a_search_killed_mid_rung_resumes_to_the_same_result(finished, stand_in, monkeypatch, tmp_path):
+def test_a_search_killed_mid_rung_resumes_to_the_same_result(finished, stand_in, monkeypatch, tmp_path, capsys):
     path, done = finished
     out = tmp_path / "killed"
     real_train = search._train
@@ -300,8 +300,11 @@ def test_a_search_killed_mid_rung_resumes_to_the_same_result(finished, stand_in,
 
     monkeypatch.setattr(search, "_train", lambda cfg: (calls.append(cfg.max_steps), real_train(cfg)))
     calls.clear()
+    capsys.readouterr()
     assert main(["study", str(path), "--out", str(out)]) == 0
     assert calls == [4]  # only the killed run trains again, from its step-3 checkpoint
+    said = capsys.readouterr().err  # counted with the rung's runs scored before the kill
+    assert "rung 2/2 (4 steps) [1/2] c02" in said and "rung 2/2 (4 steps) [2/2] c01" in said
     assert {p: p.stat().st_mtime_ns for p in before} == before
     import json
 
