@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
+from functools import partial
 
 from sagan.train import Interrupted
 
@@ -122,3 +123,13 @@ def run_parallel(jobs: Sequence, run: Callable, done: Callable, workers: int, th
                 stop["signal"] = signal.SIGINT
                 _tell_workers(signal.SIGINT)  # the running jobs save their checkpoint and stop
             raise  # after the pool's exit has waited for them
+
+
+def run_jobs(jobs: Sequence, run: Callable, done: Callable, parallel: int) -> None:
+    """run(threads, job) for each job, done(i, job, result) after each: in this process (threads 0: the job's own
+    setting) when `parallel` is 1, else in `parallel` worker processes of cores/parallel threads each."""
+    if parallel == 1:
+        run_serial(jobs, partial(run, 0), done)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+        run_parallel(jobs, partial(run, threads), done, parallel, threads)

@@ -218,14 +218,10 @@ def run_study(spec: StudySpec, out: str | Path, seeds: Sequence[int] | None = No
         say(f"{where}: {last.get('step')} steps in {last.get('minutes')} min of training "
             f"({last.get('images_per_sec')} img/s); {scores}")
 
-    from sagan.study.jobs import run_parallel, run_serial
+    from sagan.study.jobs import run_jobs
 
     named = [(arm.name, seed) for arm, seed in jobs]
-    if parallel == 1:
-        run_serial(named, partial(_run_job, spec, str(out), 0), report)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // parallel)
-        run_parallel(named, partial(_run_job, spec, str(out), threads), report, parallel, threads)
+    run_jobs(named, partial(_run_job, spec, str(out)), report, parallel)
     return [records[job] for job in named]
 
 

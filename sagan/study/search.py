@@ -24,7 +24,6 @@ checkout, where the run folders are gone.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -177,7 +176,7 @@ def run_rung_jobs(spec: SearchSpec, configs: list[dict], rung: int, out: Path, p
     """Run one rung's configurations, `parallel` at a time (each with cores/parallel threads; on a 2-core CPU two
     one-thread runs train about 1.5x the steps of one two-thread run); {id: score}. A signal stops them cleanly
     (sagan.study.jobs), as in a study."""
-    from sagan.study.jobs import run_parallel, run_serial
+    from sagan.study.jobs import run_jobs
 
     scores: dict[str, float | None] = {}
 
@@ -188,16 +187,14 @@ def run_rung_jobs(spec: SearchSpec, configs: list[dict], rung: int, out: Path, p
         say(f"search {spec.name}: rung {rung + 1}/{spec.rungs} ({spec.budgets[rung]} steps) "
             f"[{len(scores)}/{len(configs)}] {config['id']}: {got}")  # counted with the ones scored before
 
-    todo = [c for c in configs if rung_entry(load_run(spec, out, c["id"]), rung) is None]
-    workers = min(parallel, len(todo))
+    todo = []
     for config in configs:
-        if config not in todo:  # scored in an earlier sitting
-            done(0, config, load_run(spec, out, config["id"]))
-    if workers <= 1:
-        run_serial(todo, partial(_rung_job, spec, str(out), rung, 0), done)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // parallel)
-        run_parallel(todo, partial(_rung_job, spec, str(out), rung, threads), done, workers, threads)
+        record = load_run(spec, out, config["id"])
+        if rung_entry(record, rung) is None:
+            todo.append(config)
+        else:  # scored in an earlier sitting
+            done(0, config, record)
+    run_jobs(todo, partial(_rung_job, spec, str(out), rung), done, parallel if len(todo) > 1 else 1)
     return scores
 
 
