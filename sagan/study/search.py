@@ -213,6 +213,8 @@ def run_search(spec: SearchSpec, configs: list[dict], out: str | Path, seeds: Se
     say = say or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
     seeds = list(seeds if seeds is not None else spec.seeds)
+    if parallel < 1:
+        raise ConfigError(f"--parallel must be >= 1, got {parallel}")
     if len(seeds) < 3 or spec.seed in seeds:
         raise ConfigError(f"a search's final runs need at least 3 seeds other than the screening seed {spec.seed}, "
                           f"got {seeds}")

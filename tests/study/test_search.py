@@ -161,6 +161,10 @@ def test_a_bad_spec_is_one_line_exit_2_and_loses_nothing(tmp_path, capsys):
                                                                              "runs/c00/search_run.json"]
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(GOOD))
+    assert main(["study", str(good), "--out", str(out), "--parallel", "0"]) == 2
+    assert "--parallel must be >= 1, got 0" in capsys.readouterr().err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["runs", "runs/c00",
+                                                                             "runs/c00/search_run.json"]
     assert main(["study", str(good), "--out", str(out), "--only", "c00"]) == 2
     assert "a search has no arms" in capsys.readouterr().err
     assert main(["study", str(good), "--out", str(tmp_path / "none"), "--tables-only"]) == 2
