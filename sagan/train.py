@@ -78,7 +78,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     cfg = cfg.with_class_names(parts.data.class_names if parts.mcfg.num_classes else [])  # config, checkpoints
     counters = restore(parts, cfg, rt, run)  # a new run's counters are zeros
     check_same_start(rt, counters.step, str(run))
-    _wrap(parts, cfg, rt)
+    wrap_networks(parts, cfg, rt)
     announce(cfg, rt, parts, run)
     _loop(parts, counters, cfg, rt, run)
     return _finish(parts, counters, cfg, rt, run)
@@ -121,7 +121,7 @@ def build_parts(cfg: TrainConfig, rt: Runtime) -> TrainingParts:
         fixed_y=fixed_y, memory_format=memory_format)
 
 
-def _wrap(parts: TrainingParts, cfg: TrainConfig, rt: Runtime) -> None:
+def wrap_networks(parts: TrainingParts, cfg: TrainConfig, rt: Runtime) -> None:
     """What the steps call: compiled and DDP-wrapped networks when asked (after the restore, into the plain ones)."""
     generator, discriminator = parts.g_plain, parts.d_plain
     if cfg.compile:

@@ -125,11 +125,16 @@ def run_parallel(jobs: Sequence, run: Callable, done: Callable, workers: int, th
             raise  # after the pool's exit has waited for them
 
 
+def threads_per_job(parallel: int) -> int:
+    """The torch threads of each of `parallel` jobs at once: cores/parallel; 0 (the job's own setting) alone."""
+    return max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
+
+
 def run_jobs(jobs: Sequence, run: Callable, done: Callable, parallel: int) -> None:
     """run(threads, job) for each job, done(i, job, result) after each: in this process (threads 0: the job's own
     setting) when `parallel` is 1, else in `parallel` worker processes of cores/parallel threads each."""
+    threads = threads_per_job(parallel)
     if parallel == 1:
-        run_serial(jobs, partial(run, 0), done)
+        run_serial(jobs, partial(run, threads), done)
     else:
-        threads = max(1, (os.cpu_count() or 1) // parallel)
         run_parallel(jobs, partial(run, threads), done, parallel, threads)

@@ -142,7 +142,7 @@ def _train_and_score(spec: StudySpec, arm: Arm, seed: int, out: Path, threads: i
         done_steps = latest[1]["step"] if latest else 0
         done_seconds = latest[1].get("train_seconds", 0.0) if latest else 0.0
         if spec.budget_kind == "steps":
-            target = max(1, round(fraction * spec.budget["steps"]))
+            target = max(1, round(fraction * spec.steps_for(arm)))
             segment_cfg = apply_overrides(base_cfg, {"max_steps": target}) if done_steps < target else None
         else:
             remaining = fraction * spec.budget["minutes"] * 60 - done_seconds

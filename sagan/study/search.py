@@ -10,6 +10,8 @@ have trained 600 steps at once.
 Layout of a search folder:
     DIR/spec.json                  the spec and its identity (a folder made by another spec is refused)
     DIR/configs.json               the drawn configurations, written once: a rerun reads them, never redraws
+    DIR/costs.json                 with `equal: time`: each configuration's seconds per step (sagan.study.cost),
+                                   measured once; they set its step budgets
     DIR/runs/cNN/                  an ordinary run, trained rung after rung (sample, eval, report work on it)
     DIR/runs/cNN/search_run.json   that run's scores at the end of each rung it reached
     DIR/final/                     an ordinary study: the finalists and the base over the final seeds
@@ -36,11 +38,11 @@ from sagan.study.compare import main_metrics
 from sagan.study.files import read_json, write_json
 from sagan.study.rungs import promote, rank, why
 from sagan.study.runner import cpu_name, run_study
-from sagan.study.search_record import choose_configs, merge_runs, search_record
-from sagan.study.search_spec import SearchSpec
+from sagan.study.search_record import COSTS, choose_configs, merge_runs, search_record
+from sagan.study.search_spec import BASELINE, SearchSpec
 
 RECORD = "search_run.json"
-_OUTPUTS = ("runs", "final", "study.json", "study.md", "study.html", "configs.json", "spec.json")
+_OUTPUTS = ("runs", "final", "study.json", "study.md", "study.html", "configs.json", COSTS, "spec.json")
 
 
 def prepare_search_folder(spec: SearchSpec, configs: list[dict], out: Path, fresh: bool) -> list[dict]:
@@ -73,6 +75,46 @@ def prepare_search_folder(spec: SearchSpec, configs: list[dict], out: Path, fres
     if store is not None and store.configs() is None:
         store.keep_configs(chosen)
     return chosen
+
+
+def kept_costs(spec: SearchSpec, out: Path) -> dict | None:
+    """The measured costs as kept ({"cpu", "threads", "seconds_per_step": {id: s}}): the record's, else the search
+    folder's; None when neither holds them."""
+    store = search_record(spec)
+    return (store.costs() if store is not None else None) or read_json(out / COSTS)
+
+
+def step_costs(spec: SearchSpec, configs: list[dict], out: Path, threads: int,
+               say: Callable[[str], None]) -> dict | None:
+    """{id: seconds per step}, the base's under "base", for a search with `equal: time` (None for equal steps):
+    the kept ones, or measured here one configuration at a time, at the threads each run will have. An incomplete
+    measurement from another CPU is started over: the budgets compare seconds from one CPU."""
+    from sagan.study.cost import measure_costs
+
+    if spec.equal != "time":
+        return None
+    names = [BASELINE] + [c["id"] for c in configs]
+    kept = kept_costs(spec, out) or {}
+    known = kept.get("seconds_per_step", {})
+    if all(name in known for name in names):
+        return known
+    if kept.get("cpu") != cpu_name():
+        known = {}
+    screen = spec.final_spec(configs)
+    jobs = [(name, screen.train_config(screen.arm(name), spec.seed, out / "runs" / name, threads)) for name in names]
+    store = search_record(spec)
+
+    def keep(costs: dict) -> None:
+        body = {"cpu": cpu_name(), "threads": threads or None, "seconds_per_step": costs,
+                "how": "mean wall-clock seconds of a generator step over reg_every steps after 2 warm-up steps, one "
+                       "configuration at a time (sagan.study.cost)"}
+        write_json(out / COSTS, body)
+        if store is not None:
+            store.keep_costs(body)
+
+    say(f"search {spec.name}: equal time: measuring the seconds per step of the base and {len(configs)} "
+        f"configurations, one at a time ({len(known)} measured before)")
+    return measure_costs(jobs, known, keep, say)
 
 
 def load_run(spec: SearchSpec, out: Path, cid: str) -> dict | None:
@@ -119,7 +161,8 @@ def _train(cfg) -> None:
     train(cfg)
 
 
-def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path, threads: int = 0) -> dict:
+def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path, threads: int = 0, costs: dict | None = None
+             ) -> dict:
     """Train one configuration to the rung's budget (continuing its run folder) and score it; a rung already
     scored is not run again (in the run folder or the spec's record). A run whose loss became NaN is recorded as
     failed, with no score. A promoted run whose folder is gone starts again from its seed."""
@@ -140,7 +183,7 @@ def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path, threads: int 
     done = [e for e in record["rungs"] if e["rung"] == rung]
     if done:
         return record
-    steps = spec.budgets[rung]
+    steps = spec.steps_at(rung, config["id"], costs)
     screen = spec.final_spec([config])
     cfg = apply_overrides(screen.train_config(screen.arm(config["id"]), spec.seed, folder, threads),
                           {"max_steps": steps, "max_minutes": 0})
@@ -167,12 +210,18 @@ def run_rung(spec: SearchSpec, config: dict, rung: int, out: Path, threads: int 
     return record
 
 
-def _rung_job(spec: SearchSpec, out: str, rung: int, threads: int, config: dict) -> dict:
-    return run_rung(spec, config, rung, Path(out), threads)
+def _rung_job(spec: SearchSpec, out: str, rung: int, costs: dict | None, threads: int, config: dict) -> dict:
+    return run_rung(spec, config, rung, Path(out), threads, costs)
+
+
+def budget_words(spec: SearchSpec, rung: int) -> str:
+    """A rung's budget in words: its steps, or with `equal: time` the time of the base's steps."""
+    steps = f"{spec.budgets[rung]:,} steps"
+    return steps if spec.equal == "steps" else f"the time of the base's {steps}"
 
 
 def run_rung_jobs(spec: SearchSpec, configs: list[dict], rung: int, out: Path, parallel: int,
-                  say: Callable[[str], None]) -> dict[str, float | None]:
+                  say: Callable[[str], None], costs: dict | None = None) -> dict[str, float | None]:
     """Run one rung's configurations, `parallel` at a time (each with cores/parallel threads; on a 2-core CPU two
     one-thread runs train about 1.5x the steps of one two-thread run); {id: score}. A signal stops them cleanly
     (sagan.study.jobs), as in a study."""
@@ -184,8 +233,9 @@ def run_rung_jobs(spec: SearchSpec, configs: list[dict], rung: int, out: Path, p
         entry = rung_entry(record, rung)
         scores[config["id"]] = entry["score"]
         got = "failed (non-finite loss)" if entry.get("failed") else f"{spec.metric} {entry['score']:.4g}"
-        say(f"search {spec.name}: rung {rung + 1}/{spec.rungs} ({spec.budgets[rung]} steps) "
-            f"[{len(scores)}/{len(configs)}] {config['id']}: {got}")  # counted with the ones scored before
+        say(f"search {spec.name}: rung {rung + 1}/{spec.rungs} ({budget_words(spec, rung)}) "
+            f"[{len(scores)}/{len(configs)}] {config['id']}: {got} at step {entry.get('step', entry['steps'])}")
+        # [k/n] counts the ones scored before a stop too
 
     todo = []
     for config in configs:
@@ -194,7 +244,7 @@ def run_rung_jobs(spec: SearchSpec, configs: list[dict], rung: int, out: Path, p
             todo.append(config)
         else:  # scored in an earlier sitting
             done(0, config, record)
-    run_jobs(todo, partial(_rung_job, spec, str(out), rung), done, parallel if len(todo) > 1 else 1)
+    run_jobs(todo, partial(_rung_job, spec, str(out), rung, costs), done, parallel if len(todo) > 1 else 1)
     return scores
 
 
@@ -221,17 +271,20 @@ def run_search(spec: SearchSpec, configs: list[dict], out: str | Path, seeds: Se
     configs = prepare_search_folder(spec, configs, out, fresh)
     by_id = {c["id"]: c for c in configs}
     ids = list(by_id)
+    from sagan.study.jobs import threads_per_job
+
+    costs = step_costs(spec, configs, out, threads_per_job(parallel), say)  # at the threads each run will have
     direction = "higher" if spec.maximize else "lower"
     for rung in range(spec.rungs):
-        scores = run_rung_jobs(spec, [by_id[cid] for cid in ids], rung, out, parallel, say)
+        scores = run_rung_jobs(spec, [by_id[cid] for cid in ids], rung, out, parallel, say, costs)
         ids = promote({cid: scores[cid] for cid in ids}, keep_after(spec, rung), spec.maximize)  # in draw order
         if not ids:
             raise SaganError(f"every run of rung {rung + 1} failed (the loss became NaN or infinite); narrow the "
                              "search space, e.g. lower learning rates")
-        what = "finalists" if rung + 1 == spec.rungs else f"promoted to {spec.budgets[rung + 1]} steps"
+        what = "finalists" if rung + 1 == spec.rungs else f"promoted to {budget_words(spec, rung + 1)}"
         say(f"search {spec.name}: rung {rung + 1}: {what}: {', '.join(ids)} (best {len(ids)} of {len(scores)} by "
             f"{spec.metric}, {direction} is better)")
-    final = spec.final_spec([by_id[c] for c in ids], seeds)
+    final = spec.final_spec([by_id[c] for c in ids], seeds, costs)
     if (store := search_record(spec)) is not None:
         store.seed_final_scorer()
     run_study(final, out / "final", seeds=seeds, parallel=parallel, say=say)
@@ -258,7 +311,8 @@ def rung_views(spec: SearchSpec, configs: list[dict], out: Path) -> tuple[list[d
             rows.append({"id": cid, "step": e.get("step") if e else None, "minutes": e.get("minutes") if e else None,
                          "score": e.get("score") if e else None, "failed": e.get("failed") if e else None,
                          "promoted": cid in promoted, "fate": fate})
-        views.append({"rung": rung + 1, "steps": spec.budgets[rung], "planned": len(ids), "ran": len(scores),
+        views.append({"rung": rung + 1, "steps": spec.budgets[rung], "equal_time": spec.equal == "time",
+                      "planned": len(ids), "ran": len(scores),
                       "keep": keep, "complete": complete, "promoted": promoted, "rows": rows})
         if not complete or not promoted:  # not finished, or every run failed (the search stopped there)
             return views, None
@@ -300,10 +354,12 @@ def write_search_outputs(spec: SearchSpec, configs: list[dict], out: str | Path,
     final_kept = store is not None and (store.folder / "final" / "spec.json").exists()
     if finalists and ((out / "final" / "spec.json").exists() or final_kept):
         by_id = {c["id"]: c for c in configs}
-        final = write_outputs(spec.final_spec([by_id[c] for c in finalists]), out / "final", html=html)
+        costs = (kept_costs(spec, out) or {}).get("seconds_per_step")  # equal time: each finalist's own steps
+        final = write_outputs(spec.final_spec([by_id[c] for c in finalists], costs=costs), out / "final", html=html)
     recipes = write_recipes(spec, [c for c in configs if c["id"] in (finalists or [])], out, store)
     study = {"kind": "search", "spec": spec.to_dict(), "identity": spec.identity(), "configs": configs,
-             "rungs": rungs, "finalists": finalists, "final": final, "recipes": recipes}
+             "rungs": rungs, "finalists": finalists, "final": final, "recipes": recipes,
+             **({"costs": kept_costs(spec, out)} if spec.equal == "time" else {})}
     write_json(out / "study.json", study)
     (out / "study.md").write_text(search_markdown(study))
     if store is not None and store.folder.is_dir():  # the tables travel with the record, into the next checkout

@@ -28,7 +28,13 @@ def config_rows(study: dict) -> tuple[list[str], list[list[str]]]:
     keys: list[str] = []
     for c in study["configs"]:
         keys += [k for k in c["overrides"] if k not in keys]
-    return ["config", *keys], [[c["id"], *[_value(c["overrides"].get(k)) for k in keys]] for c in study["configs"]]
+    header = ["config", *keys]
+    rows = [[c["id"], *[_value(c["overrides"].get(k)) for k in keys]] for c in study["configs"]]
+    seconds = (study.get("costs") or {}).get("seconds_per_step")
+    if seconds:  # equal time: what set each configuration's steps
+        header.append("s/step")
+        rows = [row + [_score(seconds.get(row[0]))] for row in rows]
+    return header, rows
 
 
 def rung_rows(study: dict, rung: dict) -> tuple[list[str], list[list[str]]]:
@@ -48,15 +54,23 @@ def search_notes(study: dict) -> list[str]:
     space = "; ".join(f"{k}: {_value(v)}" for k, v in (s["grid"] or s["space"]).items())
     sizes = rung_sizes(s["samples"], s["eta"], s["rungs"])
     budgets = rung_budgets(s["first_steps"], s["eta"], s["rungs"])
-    plan = ", ".join(f"{n} x {b:,} steps" for n, b in zip(sizes, budgets))
+    timed = s.get("equal") == "time"
+    plan = ", ".join(f"{n} x {'the time of ' if timed else ''}{b:,} {'base ' if timed else ''}steps"
+                     for n, b in zip(sizes, budgets))
     better = "higher" if s["direction"] == "maximize" else "lower"
+    costs = study.get("costs") or {}
+    time_note = [] if not timed else [
+        "Equal time: every configuration of a rung trains as long as the base's steps take, at its own seconds per "
+        "step (the s/step column, " + (f"measured on {costs['cpu']} at {costs.get('threads') or 'the default'} "
+                                       f"thread(s): {costs['how']}" if costs.get("cpu") else "not measured yet")
+        + "); the step column says how many steps that gave it. The final runs get the same time as the base."]
     return [f"Searched: {drawn} ({space}); everything else from the base.",
             f"Successive halving, eta {s['eta']}: each rung keeps the best 1/{s['eta']} by {s['metric']} ({better} is "
             f"better) and trains them {s['eta']} times longer, continuing each run from its checkpoint; screening "
             f"seed {s['seed']}. Rungs: {plan}.",
             f"Final: the best {s['finalists']} of the last rung and the base config (arm base, the baseline) run again "
             f"over the fresh seeds {', '.join(map(str, spec['seeds']))} at the last rung's budget, compared by the "
-            "study's intervals (runs and page in final/)."]
+            "study's intervals (runs and page in final/)."] + time_note
 
 
 def finalist_settings(study: dict) -> str:
@@ -68,7 +82,8 @@ def finalist_settings(study: dict) -> str:
 
 def _rung_title(rung: dict) -> str:
     state = "" if rung["complete"] else f" ({rung['ran']} of {rung['planned']} scored so far)"
-    return f"Rung {rung['rung']}: {rung['planned']} configuration(s) at {rung['steps']:,} steps{state}"
+    budget = f"{rung['steps']:,} steps" if not rung.get("equal_time") else f"the time of {rung['steps']:,} base steps"
+    return f"Rung {rung['rung']}: {rung['planned']} configuration(s) at {budget}{state}"
 
 
 def _rung_summary(rung: dict, last: bool) -> str:

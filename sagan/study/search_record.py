@@ -4,6 +4,8 @@ them, so a search longer than one sitting goes on where the last one stopped.
 
     RECORD/spec.json          the search spec and its identity (a record of another spec is refused)
     RECORD/configs.json       the drawn configurations: a later checkout runs these, never a new draw
+    RECORD/costs.json         with `equal: time`: each configuration's measured seconds per step, which set its
+                              step budgets (sagan.study.cost); a later checkout keeps these budgets
     RECORD/rungs/cNN.json     a configuration's scores at the end of each rung it reached (its search_run.json)
     RECORD/scorer/            the classifier that scored the rungs (`features: classifier` only)
     RECORD/final/             the final study's record (sagan.study.record); its scorer is a copy of the one above,
@@ -26,6 +28,7 @@ from sagan.study.search_spec import SearchSpec, final_record
 
 RUNGS = "rungs"
 CONFIGS = "configs.json"
+COSTS = "costs.json"
 
 
 def merge_runs(local: dict | None, kept: dict | None) -> dict | None:
@@ -41,7 +44,7 @@ def merge_runs(local: dict | None, kept: dict | None) -> dict | None:
 class SearchRecord(KeptScorer):
     """The record folder of one search spec."""
 
-    parts = (RUNGS, SCORER, "final", CONFIGS, "study.md")
+    parts = (RUNGS, SCORER, "final", CONFIGS, COSTS, "study.md")
 
     def marker(self) -> dict:
         return {**super().marker(), "kind": "search"}
@@ -63,6 +66,12 @@ class SearchRecord(KeptScorer):
 
     def keep_configs(self, configs: list[dict]) -> None:
         _write(self.folder / CONFIGS, {"configs": configs})
+
+    def costs(self) -> dict | None:
+        return read_json(self.folder / COSTS)
+
+    def keep_costs(self, costs: dict) -> None:
+        _write(self.folder / COSTS, costs)
 
     def save_run(self, run: dict) -> None:
         """Keep a configuration's rung entries, after checking that every score came from the record's scorer

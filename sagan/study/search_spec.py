@@ -12,6 +12,7 @@ a metric to rank by, a first step budget and a reduction factor eta (successive 
       samples: 9                           # configurations drawn from the space (a grid runs all of its own)
       metric: fd_fmnist                    # ranked by; direction from the metric, or direction: maximize
       first_steps: 200                     # the first rung's budget; each rung eta times longer
+      equal: time                          # optional: every configuration gets the base's time, not its steps
       eta: 3
     seeds: [1, 2, 3]                       # the finalists and the baseline (the base) are run again over these
     eval: {metrics: [fd, pr], num: 2000, features: fmnist}
@@ -39,7 +40,8 @@ from sagan.study.spec import RUN_KEYS, StudySpec, check_keys, parse_record, pars
 
 SEARCH_SPEC_KEYS = ("name", "base", "search", "seeds", "eval", "record")
 SEARCH_KEYS = ("space", "grid", "samples", "sampler_seed", "metric", "direction", "first_steps", "eta", "rungs",
-               "finalists", "seed")
+               "finalists", "seed", "equal")
+EQUAL = ("steps", "time")
 RANGES = ("log_uniform", "uniform", "int", "choice", "together")
 BASELINE = "base"
 # the eval metric that fills each score family
@@ -67,6 +69,10 @@ class SearchSpec:
     # a folder in the repository that keeps every rung's scores, the drawn configurations, the scorer and the final
     # study's record (sagan.study.search_record), so the search goes on in a later session's checkout
     record: str | None = None
+    # what the configurations of a rung share: its steps (budgets are generator steps), or its time (budgets are the
+    # base's steps; each configuration gets the steps that take as long at its measured seconds per step,
+    # sagan.study.cost), so a configuration that is slower per step is not given more compute
+    equal: str = "steps"
 
     @property
     def sizes(self) -> list[int]:
@@ -84,17 +90,30 @@ class SearchSpec:
             recipe[key] = {**recipe.get(key, {}), **value} if key == "model_args" else value
         return recipe
 
-    def final_spec(self, finalists: list[dict], seeds: list[int] | None = None) -> StudySpec:
+    def steps_at(self, rung: int, cid: str, costs: dict | None = None) -> int:
+        """A configuration's step budget at a rung: the rung's, or with `equal: time` the steps that take as long
+        as the base's budget ({id: seconds per step}, with the base's under "base")."""
+        if self.equal == "steps":
+            return self.budgets[rung]
+        if not costs or cid not in costs or BASELINE not in costs:
+            raise ConfigError(f"search {self.name!r}: no measured seconds per step for {cid!r}, which `equal: time` "
+                              "needs")
+        return max(1, round(self.budgets[rung] * costs[BASELINE] / costs[cid]))
+
+    def final_spec(self, finalists: list[dict], seeds: list[int] | None = None, costs: dict | None = None
+                   ) -> StudySpec:
         """The study that runs the finalists ({id, overrides}) and the base over the seeds at the last rung's
-        budget and compares them by the study's intervals."""
-        return parse_spec(_final_dict(self, finalists, seeds or self.seeds), f"search {self.name!r}")
+        budget (with `equal: time`, each finalist at its own steps of the same time) and compares them by the
+        study's intervals."""
+        return parse_spec(_final_dict(self, finalists, seeds or self.seeds, costs), f"search {self.name!r}")
 
     def to_dict(self) -> dict:
         return {"name": self.name, "base": self.base, "seeds": self.seeds, "eval": self.eval,
                 "search": {"space": self.space, "grid": self.grid, "samples": self.samples,
                            "sampler_seed": self.sampler_seed, "metric": self.metric,
                            "direction": "maximize" if self.maximize else "minimize", "first_steps": self.first_steps,
-                           "eta": self.eta, "rungs": self.rungs, "finalists": self.finalists, "seed": self.seed},
+                           "eta": self.eta, "rungs": self.rungs, "finalists": self.finalists, "seed": self.seed,
+                           **({"equal": self.equal} if self.equal != "steps" else {})},
                 **({"record": self.record} if self.record else {})}
 
     def identity(self) -> str:
@@ -120,10 +139,13 @@ def final_record(record: str) -> str:
     return str(Path(record) / "final")
 
 
-def _final_dict(spec: SearchSpec, finalists: list[dict], seeds: list[int]) -> dict:
+def _final_dict(spec: SearchSpec, finalists: list[dict], seeds: list[int], costs: dict | None = None) -> dict:
+    timed = spec.equal == "time" and costs is not None  # without costs (a spec check): the rung's steps
     return {"name": f"{spec.name}-final", "base": spec.base, "budget": {"steps": spec.budgets[-1]}, "seeds": seeds,
             "eval": spec.eval, "baseline": BASELINE, **({"record": final_record(spec.record)} if spec.record else {}),
-            "arms": [{"name": BASELINE}] + [{"name": c["id"], "overrides": nested(c["overrides"])}
+            "arms": [{"name": BASELINE}] + [{"name": c["id"], "overrides": nested(c["overrides"]),
+                                             **({"steps": spec.steps_at(spec.rungs - 1, c["id"], costs)} if timed
+                                                else {})}
                                             for c in finalists]}
 
 
@@ -270,6 +292,9 @@ def parse_search_spec(data: dict, source: str = "the spec") -> tuple[SearchSpec,
     if not _is_int(finalists) or not 1 <= finalists <= last:
         raise ConfigError(f"search finalists must be an integer from 1 to {last} (the last rung's configurations), "
                           f"got {finalists!r}")
+    equal = s.get("equal", "steps")
+    if equal not in EQUAL:
+        raise ConfigError(f"search equal must be steps or time (what a rung's configurations share), got {equal!r}")
     seed = s.get("seed", 0)
     if not _is_int(seed):
         raise ConfigError(f"search seed must be an integer (the screening runs' seed), got {seed!r}")
@@ -289,7 +314,7 @@ def parse_search_spec(data: dict, source: str = "the spec") -> tuple[SearchSpec,
     if direction not in ("minimize", "maximize"):
         raise ConfigError(f"search direction must be minimize or maximize, got {direction!r}")
     spec = SearchSpec(data["name"], base, space, grid, samples, sampler_seed, metric, direction == "maximize", first,
-                      eta, rungs, finalists, seed, list(seeds), dict(ev), parse_record(data))
+                      eta, rungs, finalists, seed, list(seeds), dict(ev), parse_record(data), equal)
     configs = draw_configs(spec)
     # every configuration's train config and model, and the eval, checked as a study's arms are
     spec.eval = parse_spec(_final_dict(spec, configs, spec.seeds), f"search {spec.name!r}").eval

@@ -21,7 +21,7 @@ from sagan.models import model_config
 SPEC_KEYS = ("name", "base", "budget", "seeds", "eval", "baseline", "arms", "record")
 BUDGET_KEYS = ("minutes", "steps")
 EVAL_KEYS = ("metrics", "num", "features", "against", "fractions", "primary")
-ARM_KEYS = ("name", "overrides")
+ARM_KEYS = ("name", "overrides", "steps")
 # keys a study sets itself for every run: neither the base nor an arm may set them (a steps budget would
 # otherwise be cut short by a base's max_minutes, unnoticed)
 RUN_KEYS = ("out", "seed", "max_steps", "max_minutes", "resume")
@@ -31,6 +31,9 @@ RUN_KEYS = ("out", "seed", "max_steps", "max_minutes", "resume")
 class Arm:
     name: str
     overrides: dict = field(default_factory=dict)
+    # this arm's own step budget in a steps study (None: the spec's): a search with `equal: time` gives each arm
+    # the steps that take it as long as the base's budget (sagan.study.cost)
+    steps: int | None = None
 
 
 @dataclass
@@ -55,6 +58,10 @@ class StudySpec:
         """The budget fractions at which every run is scored; the last is always 1."""
         return sorted({float(f) for f in self.eval.get("fractions", (0.25, 0.5, 0.75))} | {1.0})
 
+    def steps_for(self, arm: Arm) -> int:
+        """The arm's step budget in a steps study: its own, else the spec's."""
+        return int(arm.steps or self.budget["steps"])
+
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
 
@@ -65,7 +72,7 @@ class StudySpec:
         cfg = apply_overrides(cfg, _flatten_model_args(arm.overrides))
         run = {"out": str(out), "seed": seed, "resume": True, **({"threads": threads} if threads else {})}
         if self.budget_kind == "steps":
-            run["max_steps"] = int(self.budget["steps"])
+            run["max_steps"] = self.steps_for(arm)
         else:
             run["max_steps"] = NO_STEP_LIMIT  # the clock stops the run
         return apply_overrides(cfg, run)
@@ -80,7 +87,8 @@ class StudySpec:
     def to_dict(self) -> dict:
         return {"name": self.name, "base": self.base, "budget": self.budget, "seeds": self.seeds,
                 "eval": self.eval, "baseline": self.baseline,
-                "arms": [{"name": a.name, "overrides": a.overrides} for a in self.arms],
+                "arms": [{"name": a.name, "overrides": a.overrides, **({"steps": a.steps} if a.steps else {})}
+                         for a in self.arms],
                 **({"record": self.record} if self.record else {})}
 
 
@@ -170,7 +178,12 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
             raise ConfigError(f"arm {i + 1} has no name")
         if any(a.name == raw["name"] for a in arms):
             raise ConfigError(f"two arms are named {raw['name']!r}; arm names must be unique")
-        arms.append(Arm(raw["name"], dict(raw.get("overrides") or {})))
+        steps = raw.get("steps")
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1
+                                  or "steps" not in data["budget"]):
+            raise ConfigError(f"arm {raw['name']!r}: steps must be a positive integer, in a study with a steps "
+                              f"budget (the arm's own), got {steps!r}")
+        arms.append(Arm(raw["name"], dict(raw.get("overrides") or {}), steps))
     baseline = data.get("baseline", arms[0].name)
     if baseline not in [a.name for a in arms]:
         raise ConfigError(f"baseline {baseline!r} is not an arm{did_you_mean(str(baseline), [a.name for a in arms])}")

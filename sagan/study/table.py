@@ -87,6 +87,10 @@ def notes(study: dict) -> list[str]:
               if kind == "minutes" else
               f"{amount:,} generator steps per run (equal steps; the minutes and images/s columns say what each "
               "arm cost)")
+    own = {a["name"]: a["steps"] for a in spec["arms"] if a.get("steps")}
+    if own:
+        budget = (f"{amount:,} generator steps per run, except {', '.join(f'`{n}` {s:,}' for n, s in own.items())}: "
+                  "the steps each took as long as the budget at its measured seconds per step (equal time)")
     ev = spec["eval"]
     out = [f"Budget: {budget}; seeds {', '.join(map(str, spec['seeds']))}; baseline arm `{spec['baseline']}`.",
            f"Scores: {ev['num']:,} G_ema samples (seed 0) per run at the full budget, against "
