@@ -23,9 +23,10 @@ from sagan.config import TrainConfig
 WARMUP_STEPS = 2  # the first steps allocate buffers and warm the caches
 
 
-def seconds_per_step(cfg: TrainConfig) -> float:
+def seconds_per_step(cfg: TrainConfig) -> float | None:
     """The mean wall-clock seconds of one generator step (its n_dis D updates, the G update and G_ema's), over
-    cfg.reg_every steps after a warm-up, so a lazy regulariser's every-k-th update counts its share."""
+    cfg.reg_every steps after a warm-up, so a lazy regulariser's every-k-th update counts its share. A loss that
+    becomes non-finite ends the timing: the mean of the steps timed before, or None if there were none."""
     import torch
 
     from sagan.models import model_config
@@ -39,30 +40,37 @@ def seconds_per_step(cfg: TrainConfig) -> float:
     try:
         parts = build_parts(cfg, rt)
         wrap_networks(parts, cfg, rt)
-        steps = max(cfg.reg_every, 4)
-        for step in range(WARMUP_STEPS):
-            train_step(parts, cfg, rt, step, measure_grads=False)
+        steps, timed = max(cfg.reg_every, 4), 0
+        try:
+            for step in range(WARMUP_STEPS):
+                train_step(parts, cfg, rt, step, measure_grads=False)
+            if rt.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for step in range(WARMUP_STEPS, WARMUP_STEPS + steps):
+                train_step(parts, cfg, rt, step, measure_grads=False)
+                timed += 1
+        except FloatingPointError:  # the configuration diverged: its rung-1 run will fail and never be promoted
+            pass
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
-        for step in range(WARMUP_STEPS, WARMUP_STEPS + steps):
-            train_step(parts, cfg, rt, step, measure_grads=False)
-        if rt.device.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) / steps
+        return (time.perf_counter() - start) / timed if timed else None
     finally:
         shutdown_runtime(rt)
 
 
-def measure_costs(jobs: Sequence[tuple[str, TrainConfig]], known: dict[str, float],
-                  keep: Callable[[dict[str, float]], None], say: Callable[[str], None]) -> dict[str, float]:
+def measure_costs(jobs: Sequence[tuple[str, TrainConfig]], known: dict[str, float | None],
+                  keep: Callable[[dict], None], say: Callable[[str], None]) -> dict[str, float | None]:
     """{name: seconds per step} for each (name, train config), one at a time; the ones in `known` are not measured
-    again, and `keep` is called after each measurement (a killed measurement resumes where it stopped)."""
+    again, and `keep` is called after each measurement (a killed measurement resumes where it stopped). None: the
+    loss became non-finite before a step was timed."""
     costs = dict(known)
     for name, cfg in jobs:
         if name in costs:
             continue
-        costs[name] = round(seconds_per_step(cfg), 5)
+        seconds = seconds_per_step(cfg)
+        costs[name] = None if seconds is None else round(seconds, 5)
         keep(costs)
-        say(f"measured {name}: {costs[name]:.3f} s per step")
+        say(f"measured {name}: " + ("the loss became non-finite before a step was timed" if seconds is None
+                                    else f"{seconds:.3f} s per step"))
     return costs

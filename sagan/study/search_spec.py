@@ -92,12 +92,15 @@ class SearchSpec:
 
     def steps_at(self, rung: int, cid: str, costs: dict | None = None) -> int:
         """A configuration's step budget at a rung: the rung's, or with `equal: time` the steps that take as long
-        as the base's budget ({id: seconds per step}, with the base's under "base")."""
+        as the base's budget ({id: seconds per step}, with the base's under "base"). A configuration whose loss
+        became non-finite while it was timed (None) gets the rung's steps: its run fails and is not promoted."""
         if self.equal == "steps":
             return self.budgets[rung]
-        if not costs or cid not in costs or BASELINE not in costs:
+        if not costs or cid not in costs or not costs.get(BASELINE):
             raise ConfigError(f"search {self.name!r}: no measured seconds per step for {cid!r}, which `equal: time` "
                               "needs")
+        if costs[cid] is None:
+            return self.budgets[rung]
         return max(1, round(self.budgets[rung] * costs[BASELINE] / costs[cid]))
 
     def final_spec(self, finalists: list[dict], seeds: list[int] | None = None, costs: dict | None = None

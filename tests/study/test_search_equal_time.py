@@ -83,6 +83,36 @@ def test_the_measurement_trains_real_steps_and_resumes(tiny_folder, tmp_path):
     assert kept == [costs] and said == [f"measured c00: {costs['c00']:.3f} s per step"]
 
 
+def test_a_configuration_that_diverges_while_timed_gets_the_rungs_steps(tiny_folder, tmp_path, monkeypatch):
+    import sagan.train
+
+    spec, configs = parse_search_spec(tiny_search_spec(tiny_folder))
+    final = spec.final_spec(configs[:1])
+    cfg = final.train_config(final.arm("c00"), 0, tmp_path / "run")
+    real, calls = sagan.train.train_step, []
+
+    def diverges_at(n):
+        def step(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise FloatingPointError("discriminator")
+            return real(*args, **kwargs)
+        return step
+
+    monkeypatch.setattr(sagan.train, "train_step", diverges_at(5))  # 2 warm-up steps, 2 timed, then NaN
+    seconds = cost.seconds_per_step(cfg)
+    assert seconds is not None and seconds > 0
+    calls.clear()
+    monkeypatch.setattr(sagan.train, "train_step", diverges_at(2))  # in the warm-up: nothing timed
+    said = []
+    costs = cost.measure_costs([("c00", cfg)], {"base": 0.5}, lambda c: None, said.append)
+    assert costs == {"base": 0.5, "c00": None} and "non-finite before a step was timed" in said[0]
+    timed = parse_search_spec(_with(search={"equal": "time"}))[0]
+    assert timed.steps_at(1, "c00", costs) == 300  # the rung's steps: it fails there and is not promoted
+    with pytest.raises(ConfigError, match="no measured seconds per step"):
+        timed.steps_at(1, "c00", {"base": None, "c00": 0.5})
+
+
 @pytest.mark.slow
 def test_an_equal_time_search_runs_each_configuration_for_the_base_time(tiny_folder, stand_in, monkeypatch,
                                                                        tmp_path):
