@@ -8,9 +8,9 @@ Measured, not counted: on the 2-core Intel Xeon, torch's FLOP formulas predicted
 emoji search's 9 rung-1 configurations the measured seconds per TFLOP of a step ranged from 6 to 24 (small
 widths, attention and the regularisers' extra passes cost more time than their FLOPs say).
 
-The seconds are measured once per search, one configuration at a time, at the threads each run will have, and
-kept (the search folder's costs.json and its record): a resumed search, on this CPU or another, uses the same
-step budgets, so its rungs stay comparable.
+The seconds are measured once per search or study, one configuration at a time, at the threads each run will
+have, and kept (the folder's costs.json and its record): a resumed search or study, on this CPU or another, uses
+the same step budgets, so its runs stay comparable.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from sagan.config import TrainConfig
 
 WARMUP_STEPS = 2  # the first steps allocate buffers and warm the caches
+HOW = (f"mean wall-clock seconds of a generator step over reg_every steps after {WARMUP_STEPS} warm-up steps, one "
+       "configuration at a time (sagan.study.cost)")
 
 
 def seconds_per_step(cfg: TrainConfig) -> float | None:
@@ -74,3 +76,26 @@ def measure_costs(jobs: Sequence[tuple[str, TrainConfig]], known: dict[str, floa
         say(f"measured {name}: " + ("the loss became non-finite before a step was timed" if seconds is None
                                     else f"{seconds:.3f} s per step"))
     return costs
+
+
+def kept_or_measured(jobs: Sequence[tuple[str, TrainConfig]], kept: dict | None, write: Callable[[dict], None],
+                     threads: int, say: Callable[[str], None], what: str) -> dict[str, float | None]:
+    """{name: seconds per step} for each (name, train config): the kept ones (a costs.json body: {"cpu", "threads",
+    "seconds_per_step", "how"}) when they hold every name, else measured here, one at a time, at `threads`, with
+    `write(body)` after each measurement. An incomplete measurement from another CPU is started over: the step
+    budgets compare seconds from one CPU."""
+    from sagan.study.machine import cpu_name
+
+    kept = kept or {}
+    known = kept.get("seconds_per_step") or {}
+    if all(name in known for name, _ in jobs):
+        return known
+    if kept.get("cpu") != cpu_name():
+        known = {}
+
+    def keep(costs: dict) -> None:
+        write({"cpu": cpu_name(), "threads": threads or None, "seconds_per_step": costs, "how": HOW})
+
+    say(f"{what}: equal time: measuring the seconds per step of {len(jobs)} configurations, one at a time "
+        f"({len(known)} measured before)")
+    return measure_costs(jobs, known, keep, say)

@@ -8,6 +8,8 @@ their seed. Layout:
     RECORD/spec.json                    the spec and its identity (a record of another spec is refused)
     RECORD/finished/ARM/seed_S.json     a finished (or failed) run's study_run.json: scores at each budget fraction,
                                         steps, minutes, CPU, device, provenance
+    RECORD/costs.json                   with `budget: {steps: S, equal: time}`: each arm's measured seconds per step,
+                                        which set its step budget; a later checkout keeps these budgets
     RECORD/scorer/classifier-KEY.*      the classifier that scored the runs (`features: classifier` only): trained
                                         once, then read from here by every later session (sagan.metrics.classifier)
     RECORD/study.md                     the study's tables as of the last session
@@ -29,6 +31,7 @@ from sagan.study.spec import StudySpec
 
 SCORER = "scorer"
 FINISHED = "finished"
+COSTS = "costs.json"  # with `equal: time`: the measured seconds per step that set each arm's steps (sagan.study.cost)
 
 
 def _write(path: Path, data: dict) -> None:
@@ -58,6 +61,13 @@ class KeptScorer:
     def shas(self) -> set[str]:
         """The sha256 of the extractor weights behind every score the record holds."""
         raise NotImplementedError
+
+    def costs(self) -> dict | None:
+        """The measured seconds per step that set the step budgets of an `equal: time` spec, or None."""
+        return read_json(self.folder / COSTS)
+
+    def keep_costs(self, costs: dict) -> None:
+        _write(self.folder / COSTS, costs)
 
     def marker(self) -> dict:
         return {"identity": self.spec.identity(), "spec": self.spec.to_dict()}
@@ -141,7 +151,7 @@ class KeptScorer:
 class StudyRecord(KeptScorer):
     """The record folder of one study spec."""
 
-    parts = (FINISHED, SCORER)
+    parts = (FINISHED, SCORER, COSTS)
 
     def path(self, arm: str, seed: int) -> Path:
         return self.folder / FINISHED / arm / f"seed_{seed}.json"

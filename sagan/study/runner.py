@@ -3,6 +3,8 @@ through `sagan.metrics.evaluate_generator` at fixed fractions of its budget. Run
 
 Layout of a study folder:
     DIR/spec.json                  the spec and its identity (a folder made by another spec is refused)
+    DIR/costs.json                 with `budget: {steps: S, equal: time}`: each arm's seconds per step, measured
+                                   once (sagan.study.cost); they set its step budget
     DIR/runs/ARM/seed_S/           an ordinary run (sample, eval, attention, report work on it)
     DIR/runs/ARM/seed_S/study_run.json   that run's scores at each budget fraction, CPU, images/s; or why it
                                          failed (a diverged run is a result: recorded, not run again)
@@ -15,8 +17,6 @@ are gone, skipping the recorded runs.
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -26,33 +26,11 @@ from pathlib import Path
 from sagan.checkpoint import latest_checkpoint
 from sagan.errors import ConfigError, SaganError
 from sagan.study.files import read_json, write_json
-from sagan.study.record import study_record
+from sagan.study.machine import cpu_name, device_name
+from sagan.study.record import COSTS, study_record
 from sagan.study.spec import Arm, StudySpec
 
 RECORD = "study_run.json"
-
-
-def cpu_name() -> str:
-    """The CPU model as `lscpu` names it (from /proc/cpuinfo), with the number of cores."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} cores)"
-
-
-def device_name(device: str) -> str:
-    """What trained the run: the GPU's name for a CUDA run, else "cpu" (the CPU itself is in `cpu_name`)."""
-    import torch
-
-    from sagan.runtime import resolve_device
-
-    dev = resolve_device(device)
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
 def run_dir(out: Path, arm: str, seed: int) -> Path:
@@ -72,7 +50,7 @@ def prepare_folder(spec: StudySpec, out: Path, fresh: bool) -> None:
         raise ConfigError(f"{out} is not a study folder (it has no study spec.json), so --fresh deletes nothing "
                           "there; give the study's own folder, or a new or empty one, as --out")
     if fresh:
-        for name in ("runs", "study.json", "study.md", "study.html", "spec.json"):
+        for name in ("runs", "study.json", "study.md", "study.html", COSTS, "spec.json"):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -83,6 +61,32 @@ def prepare_folder(spec: StudySpec, out: Path, fresh: bool) -> None:
         write_json(marker, {"identity": spec.identity(), "spec": spec.to_dict()})
     except OSError as exc:
         raise ConfigError(f"cannot write the study folder {out}: {exc.strerror}; choose another --out") from None
+
+
+def kept_costs(spec: StudySpec, out: Path) -> dict | None:
+    """An `equal: time` study's measured costs as kept ({"cpu", "threads", "seconds_per_step": {arm: s}, "how"}):
+    the record's, else the study folder's; None when neither holds them."""
+    store = study_record(spec)
+    return (store.costs() if store is not None else None) or read_json(out / COSTS)
+
+
+def timed_spec(spec: StudySpec, out: Path, threads: int, say: Callable[[str], None]) -> StudySpec:
+    """An `equal: time` spec with its arms' seconds per step: the kept ones, or measured here, one arm at a time
+    at the threads each run will have, and kept in the study folder and the record (a later session, on any CPU,
+    then gives every arm the same steps)."""
+    from sagan.study.cost import kept_or_measured
+
+    untimed = spec.at_budget_steps()  # the configs to time
+    jobs = [(a.name, untimed.train_config(a, spec.seeds[0], run_dir(out, a.name, spec.seeds[0]), threads))
+            for a in spec.arms]
+    store = study_record(spec)
+
+    def write(body: dict) -> None:
+        write_json(out / COSTS, body)
+        if store is not None:
+            store.keep_costs(body)
+
+    return spec.timed(kept_or_measured(jobs, kept_costs(spec, out), write, threads, say, f"study {spec.name}"))
 
 
 def _evaluate(spec: StudySpec, cfg, checkpoint: Path, state: dict) -> dict:
@@ -200,6 +204,10 @@ def run_study(spec: StudySpec, out: str | Path, seeds: Sequence[int] | None = No
     prepare_folder(spec, out, fresh)
     if (store := study_record(spec)) is not None:
         store.prepare(fresh)
+    from sagan.study.jobs import run_jobs, threads_per_job
+
+    if spec.equal_time:
+        spec = timed_spec(spec, out, threads_per_job(parallel), say)
     jobs = jobs_in_order(spec, seeds, only)
     total = len(jobs)
 
@@ -217,8 +225,6 @@ def run_study(spec: StudySpec, out: str | Path, seeds: Sequence[int] | None = No
                            if k.split("_")[0] in ("fd", "fid", "precision", "recall"))
         say(f"{where}: {last.get('step')} steps in {last.get('minutes')} min of training "
             f"({last.get('images_per_sec')} img/s); {scores}")
-
-    from sagan.study.jobs import run_jobs
 
     named = [(arm.name, seed) for arm, seed in jobs]
     run_jobs(named, partial(_run_job, spec, str(out)), report, parallel)

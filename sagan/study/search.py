@@ -36,8 +36,9 @@ from sagan.checkpoint import latest_checkpoint
 from sagan.errors import ConfigError, SaganError
 from sagan.study.compare import main_metrics
 from sagan.study.files import read_json, write_json
+from sagan.study.machine import cpu_name
 from sagan.study.rungs import promote, rank, why
-from sagan.study.runner import cpu_name, run_study
+from sagan.study.runner import run_study
 from sagan.study.search_record import COSTS, choose_configs, merge_runs, search_record
 from sagan.study.search_spec import BASELINE, SearchSpec
 
@@ -87,34 +88,22 @@ def kept_costs(spec: SearchSpec, out: Path) -> dict | None:
 def step_costs(spec: SearchSpec, configs: list[dict], out: Path, threads: int,
                say: Callable[[str], None]) -> dict | None:
     """{id: seconds per step}, the base's under "base", for a search with `equal: time` (None for equal steps):
-    the kept ones, or measured here one configuration at a time, at the threads each run will have. An incomplete
-    measurement from another CPU is started over: the budgets compare seconds from one CPU."""
-    from sagan.study.cost import measure_costs
+    the kept ones, or measured here one configuration at a time, at the threads each run will have."""
+    from sagan.study.cost import kept_or_measured
 
     if spec.equal != "time":
         return None
-    names = [BASELINE] + [c["id"] for c in configs]
-    kept = kept_costs(spec, out) or {}
-    known = kept.get("seconds_per_step", {})
-    if all(name in known for name in names):
-        return known
-    if kept.get("cpu") != cpu_name():
-        known = {}
     screen = spec.final_spec(configs)
+    names = [BASELINE] + [c["id"] for c in configs]
     jobs = [(name, screen.train_config(screen.arm(name), spec.seed, out / "runs" / name, threads)) for name in names]
     store = search_record(spec)
 
-    def keep(costs: dict) -> None:
-        body = {"cpu": cpu_name(), "threads": threads or None, "seconds_per_step": costs,
-                "how": "mean wall-clock seconds of a generator step over reg_every steps after 2 warm-up steps, one "
-                       "configuration at a time (sagan.study.cost)"}
+    def write(body: dict) -> None:
         write_json(out / COSTS, body)
         if store is not None:
             store.keep_costs(body)
 
-    say(f"search {spec.name}: equal time: measuring the seconds per step of the base and {len(configs)} "
-        f"configurations, one at a time ({len(known)} measured before)")
-    return measure_costs(jobs, known, keep, say)
+    return kept_or_measured(jobs, kept_costs(spec, out), write, threads, say, f"search {spec.name}")
 
 
 def load_run(spec: SearchSpec, out: Path, cid: str) -> dict | None:

@@ -23,12 +23,11 @@ from pathlib import Path
 
 from sagan.errors import ConfigError
 from sagan.study.files import read_json
-from sagan.study.record import SCORER, KeptScorer, _write
+from sagan.study.record import COSTS, SCORER, KeptScorer, _write
 from sagan.study.search_spec import SearchSpec, final_record
 
 RUNGS = "rungs"
 CONFIGS = "configs.json"
-COSTS = "costs.json"
 
 
 def merge_runs(local: dict | None, kept: dict | None) -> dict | None:
@@ -66,12 +65,6 @@ class SearchRecord(KeptScorer):
 
     def keep_configs(self, configs: list[dict]) -> None:
         _write(self.folder / CONFIGS, {"configs": configs})
-
-    def costs(self) -> dict | None:
-        return read_json(self.folder / COSTS)
-
-    def keep_costs(self, costs: dict) -> None:
-        _write(self.folder / COSTS, costs)
 
     def save_run(self, run: dict) -> None:
         """Keep a configuration's rung entries, after checking that every score came from the record's scorer

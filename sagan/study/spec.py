@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -19,7 +19,8 @@ from sagan.metrics.evaluation import parse_metrics
 from sagan.models import model_config
 
 SPEC_KEYS = ("name", "base", "budget", "seeds", "eval", "baseline", "arms", "record")
-BUDGET_KEYS = ("minutes", "steps")
+BUDGET_KEYS = ("minutes", "steps", "equal")
+EQUAL = ("steps", "time")  # what a steps budget's arms share: the steps, or the baseline's time at those steps
 EVAL_KEYS = ("metrics", "num", "features", "against", "fractions", "primary")
 ARM_KEYS = ("name", "overrides", "steps")
 # keys a study sets itself for every run: neither the base nor an arm may set them (a steps budget would
@@ -36,11 +37,15 @@ class Arm:
     steps: int | None = None
 
 
+class NotTimed(ConfigError):
+    """An `equal: time` study asked for an arm's steps before its seconds per step were measured."""
+
+
 @dataclass
 class StudySpec:
     name: str
     base: dict
-    budget: dict  # {"minutes": m} or {"steps": s}
+    budget: dict  # {"minutes": m}, {"steps": s} or {"steps": s, "equal": "time"}
     seeds: list[int]
     eval: dict
     baseline: str
@@ -48,10 +53,26 @@ class StudySpec:
     # a folder in the repository that keeps every finished run's record and the scorer (sagan.study.record), so
     # the study goes on in a fresh checkout; relative to where `sagan study` runs, like the data paths
     record: str | None = None
+    # with `equal: time`: {arm: measured seconds per step} (sagan.study.cost), which set each arm's steps; not part
+    # of the spec (nor of its identity): measured by the study runner, or read from where it kept them
+    costs: dict | None = field(default=None, compare=False)
 
     @property
     def budget_kind(self) -> str:
         return "minutes" if "minutes" in self.budget else "steps"
+
+    @property
+    def equal_time(self) -> bool:
+        """Every arm trains as long as the baseline takes for the budget's steps, at its own seconds per step."""
+        return self.budget.get("equal") == "time"
+
+    def timed(self, costs: dict) -> StudySpec:
+        """This spec with the measured seconds per step that set its arms' steps."""
+        return replace(self, costs=dict(costs))
+
+    def at_budget_steps(self) -> StudySpec:
+        """With `equal: time`, every arm at the budget's steps: for checks and timing, where the steps do not matter."""
+        return self.timed({a.name: 1.0 for a in self.arms})
 
     @property
     def fractions(self) -> list[float]:
@@ -59,8 +80,17 @@ class StudySpec:
         return sorted({float(f) for f in self.eval.get("fractions", (0.25, 0.5, 0.75))} | {1.0})
 
     def steps_for(self, arm: Arm) -> int:
-        """The arm's step budget in a steps study: its own, else the spec's."""
-        return int(arm.steps or self.budget["steps"])
+        """The arm's step budget in a steps study: its own, else the spec's; with `equal: time`, the steps that take
+        it as long as the baseline's budget at the measured seconds per step (an arm whose loss became non-finite
+        while it was timed gets the budget's steps: it fails there)."""
+        if arm.steps or not self.equal_time:
+            return int(arm.steps or self.budget["steps"])
+        if self.costs is None or arm.name not in self.costs or not self.costs.get(self.baseline):
+            raise NotTimed(f"study {self.name!r}: no measured seconds per step for arm {arm.name!r} (and the "
+                           f"baseline {self.baseline!r}), which `equal: time` needs to set its steps")
+        if self.costs[arm.name] is None:
+            return int(self.budget["steps"])
+        return max(1, round(self.budget["steps"] * self.costs[self.baseline] / self.costs[arm.name]))
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -130,6 +160,8 @@ def _check_run_config(spec: StudySpec, arm: Arm) -> None:
     """Build the arm's train config and model config without training: the train config's own checks, and that
     the model has the parts its loss terms need."""
     _check_run_keys(f"arm {arm.name!r}", arm.overrides)
+    if spec.equal_time and spec.costs is None:  # the check needs no timing
+        spec = spec.at_budget_steps()
     try:
         cfg = spec.train_config(arm, spec.seeds[0], "unused")
     except ConfigError as exc:
@@ -150,9 +182,19 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
             raise ConfigError(f"{source} has no {key!r}" + (": give {minutes: M} or {steps: S}" if key == "budget"
                                                              else ""))
     check_keys("budget", data["budget"], BUDGET_KEYS)
-    if len(data["budget"]) != 1:
+    budget = dict(data["budget"])
+    equal = budget.pop("equal", "steps")
+    if equal not in EQUAL:
+        raise ConfigError(f"budget equal must be steps or time (what the arms share), got {equal!r}")
+    if len(budget) != 1:
         raise ConfigError("budget needs exactly one of minutes or steps, e.g. {minutes: 8} or {steps: 2000}")
-    (kind, amount), = data["budget"].items()
+    (kind, amount), = budget.items()
+    if equal == "time":
+        if kind != "steps":
+            raise ConfigError("budget equal: time goes with a steps budget ({steps: 2000, equal: time}: every arm "
+                              "trains as long as the baseline's 2,000 steps take); a minutes budget is equal time "
+                              "already")
+        budget["equal"] = "time"  # only written when it is time, so the identity of every other spec is unchanged
     if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount <= 0:
         raise ConfigError(f"budget {kind} must be a positive number, got {amount!r}")
     seeds = data.get("seeds", [0, 1, 2])
@@ -180,9 +222,12 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
             raise ConfigError(f"two arms are named {raw['name']!r}; arm names must be unique")
         steps = raw.get("steps")
         if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1
-                                  or "steps" not in data["budget"]):
+                                  or "steps" not in budget):
             raise ConfigError(f"arm {raw['name']!r}: steps must be a positive integer, in a study with a steps "
                               f"budget (the arm's own), got {steps!r}")
+        if steps is not None and equal == "time":
+            raise ConfigError(f"arm {raw['name']!r} sets its own steps in a study with equal: time, where the "
+                              "measured seconds per step set them; drop one of the two")
         arms.append(Arm(raw["name"], dict(raw.get("overrides") or {}), steps))
     baseline = data.get("baseline", arms[0].name)
     if baseline not in [a.name for a in arms]:
@@ -192,7 +237,7 @@ def parse_spec(data: dict, source: str = "the spec") -> StudySpec:
     base = dict(data["base"] or {})
     _check_run_keys("base", base)
     record = parse_record(data)
-    spec = StudySpec(str(data["name"]), base, dict(data["budget"]), list(seeds),
+    spec = StudySpec(str(data["name"]), base, budget, list(seeds),
                      {"metrics": list(parse_metrics(ev.get("metrics", ["fd", "kid", "pr"]))), "num": num,
                       **{k: ev[k] for k in ("features", "against", "fractions", "primary") if k in ev}},
                      baseline, arms, record)

@@ -82,13 +82,16 @@ def versus_rows(study: dict) -> tuple[list[str], list[list[str]]]:
 def notes(study: dict) -> list[str]:
     """What the tables rest on: budget, seeds, evaluation, test, CPUs (and a warning for mixed CPUs)."""
     spec, summary = study["spec"], study["summary"]
-    (kind, amount), = spec["budget"].items()
+    kind, amount = ("minutes", spec["budget"]["minutes"]) if "minutes" in spec["budget"] else \
+        ("steps", spec["budget"]["steps"])
     budget = (f"{amount:g} minutes of training per run (equal wall clock; evaluation not counted)"
               if kind == "minutes" else
               f"{amount:,} generator steps per run (equal steps; the minutes and images/s columns say what each "
               "arm cost)")
     own = {a["name"]: a["steps"] for a in spec["arms"] if a.get("steps")}
-    if own:
+    if spec["budget"].get("equal") == "time":
+        budget = equal_time_words(spec, study.get("costs") or {}, amount)
+    elif own:
         budget = (f"{amount:,} generator steps per run, except {', '.join(f'`{n}` {s:,}' for n, s in own.items())}: "
                   "the steps each took as long as the budget at its measured seconds per step (equal time)")
     ev = spec["eval"]
@@ -124,6 +127,22 @@ def notes(study: dict) -> list[str]:
                    f"({', '.join(summary['devices'])}), so equal minutes bought different amounts of training; read "
                    "the steps column.**")
     return out
+
+
+def equal_time_words(spec: dict, costs: dict, steps: int) -> str:
+    """The budget of an `equal: time` study: the baseline's time at its steps, and what that bought each arm."""
+    seconds = costs.get("seconds_per_step") or {}
+    base = seconds.get(spec["baseline"])
+    if not base:
+        return (f"the time of {steps:,} generator steps of `{spec['baseline']}` per run (equal time; the seconds per "
+                "step that set each arm's steps are not measured yet)")
+    each = [f"`{a['name']}` {max(1, round(steps * base / seconds[a['name']])):,} steps ({seconds[a['name']]:.3g} s)"
+            if seconds.get(a["name"]) else f"`{a['name']}` {steps:,} steps (not timed: its loss became non-finite)"
+            for a in spec["arms"] if a["name"] in seconds]
+    return (f"the time of {steps:,} generator steps of `{spec['baseline']}` per run (equal time: each arm trains the "
+            f"steps that take as long at its seconds per step, measured on {costs.get('cpu')} at "
+            f"{costs.get('threads') or 'the default'} thread(s), {costs.get('how', '')}: {', '.join(each)}; the "
+            "minutes column is what each run took while it trained, next to other work)")
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> list[str]:

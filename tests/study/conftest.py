@@ -60,3 +60,19 @@ def finished(tiny_folder, tmp_path_factory):
     return path, tmp / "out"
 
 
+
+
+def fresh_checkout(tmp_path, spec_text: str, record: Path, monkeypatch) -> Path:
+    """A new checkout holding only the spec (s.yaml) and a copy of the record (rec), made the working directory;
+    timing a configuration there fails the test (the record's seconds must be used)."""
+    import shutil
+
+    from sagan.study import cost
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "s.yaml").write_text(spec_text)
+    shutil.copytree(record, fresh / "rec")
+    monkeypatch.chdir(fresh)
+    monkeypatch.setattr(cost, "seconds_per_step", lambda cfg: pytest.fail("measured again"))
+    return fresh

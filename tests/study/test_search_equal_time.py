@@ -5,7 +5,6 @@ so every step budget is known in advance; the measurement itself is tested on a 
 
 import json
 import math
-import shutil
 
 import pytest
 import yaml
@@ -15,7 +14,7 @@ from sagan.errors import ConfigError
 from sagan.study import cost, search
 from sagan.study.search_spec import parse_search_spec
 from sagan.study.spec import parse_spec
-from tests.study.conftest import Killed, tiny_search_spec
+from tests.study.conftest import Killed, fresh_checkout, tiny_search_spec
 from tests.study.test_search import GOOD, _with
 
 BATCHES = [2, 4, 8, 16]  # the base's batch is 8
@@ -144,12 +143,7 @@ def test_an_equal_time_search_runs_each_configuration_for_the_base_time(tiny_fol
     assert costs == json.loads((first / "out" / "costs.json").read_text()) and costs["cpu"]
 
     # a fresh checkout with the record: the kept seconds set the budgets, nothing is measured again
-    fresh = tmp_path / "fresh"
-    fresh.mkdir()
-    (fresh / "s.yaml").write_text(text)
-    shutil.copytree(first / "rec", fresh / "rec")
-    monkeypatch.chdir(fresh)
-    monkeypatch.setattr(cost, "seconds_per_step", lambda cfg: pytest.fail("measured again"))
+    fresh = fresh_checkout(tmp_path, text, first / "rec", monkeypatch)
     monkeypatch.setattr(search, "_train", lambda cfg: (calls.append(cfg.max_steps), real_train(cfg)))
     calls.clear()
     assert main(["study", "s.yaml", "--out", "out"]) == 0
