@@ -68,14 +68,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace, spec, out, seeds: int) -> int:
     from sagan.errors import ConfigError
-    from sagan.study.plan import load_pilot, parse_differences, plan, plan_text
+    from sagan.study.plan import as_baseline, load_pilot, parse_differences, plan, plan_text
     from sagan.study.runner import collect_records
 
     if not args.plan:
         raise ConfigError("--difference and --pilot go with --plan")
     differences = parse_differences(args.difference)
     if args.pilot:
-        records, source = load_pilot(args.pilot), f"the pilot {args.pilot}"
+        records, pilot_baseline = load_pilot(args.pilot)
+        records, note = as_baseline(records, pilot_baseline, spec.baseline)
+        source = f"the pilot {args.pilot}{note}"
     else:
         where = f"{out}" + (f" and the record {spec.record}" if spec.record else "")
         records, source = collect_records(spec, out), f"this study ({where})"

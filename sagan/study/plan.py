@@ -60,14 +60,16 @@ def parse_differences(text: str | None) -> dict[str, float] | float | None:
                           f"kid_classifier=0.01), got {text!r}") from None
 
 
-def load_pilot(path: str | Path) -> list[dict]:
-    """Run records from a study.json, a study folder, or a record folder (finished/ARM/seed_S.json)."""
+def load_pilot(path: str | Path) -> tuple[list[dict], str | None]:
+    """Run records from a study.json, a study folder, or a record folder (finished/ARM/seed_S.json), and the
+    pilot's baseline arm where its spec names one."""
     path = Path(path)
     if path.is_dir() and (path / "study.json").is_file():
         path = path / "study.json"
     if path.is_file():
         try:
-            return list(json.loads(path.read_text())["runs"])
+            study = json.loads(path.read_text())
+            return list(study["runs"]), _baseline_of(study)
         except (OSError, ValueError, KeyError, TypeError):
             raise ConfigError(f"--pilot {path} is not a study.json (it has no runs)") from None
     if path.is_dir() and (path / "finished").is_dir():
@@ -77,8 +79,27 @@ def load_pilot(path: str | Path) -> list[dict]:
                 runs.append(json.loads(file.read_text()))
             except (OSError, ValueError):
                 raise ConfigError(f"--pilot: cannot read the run record {file}") from None
-        return runs
+        try:
+            marker = json.loads((path / "spec.json").read_text())
+        except (OSError, ValueError):
+            marker = {}
+        return runs, _baseline_of(marker)
     raise ConfigError(f"--pilot {path}: give a study.json, a study folder or a study's record folder")
+
+
+def _baseline_of(study: dict) -> str | None:
+    spec = study.get("spec") if isinstance(study, dict) else None
+    return spec.get("baseline") if isinstance(spec, dict) else None
+
+
+def as_baseline(records: list[dict], pilot_baseline: str | None, baseline: str) -> tuple[list[dict], str]:
+    """A pilot whose baseline arm has another name than this study's (its `ttur` for this study's `recipe`)
+    stands in for this study's baseline: its runs are relabelled, and the returned note says so. Arms are
+    otherwise matched by name; an arm the pilot lacks is planned from the baseline's spread."""
+    if not pilot_baseline or pilot_baseline == baseline or any(r.get("arm") == baseline for r in records):
+        return records, ""
+    relabelled = [{**r, "arm": baseline} if r.get("arm") == pilot_baseline else r for r in records]
+    return relabelled, f" (its baseline {pilot_baseline!r} stands in for {baseline!r})"
 
 
 def plan(spec, records: list[dict], seeds: int, differences: dict[str, float] | float | None = None,

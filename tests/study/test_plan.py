@@ -133,3 +133,23 @@ def test_the_power_agrees_with_statsmodels_where_statsmodels_has_an_answer():
 
     assert _power(1.3, 6, 0.01, True) == pytest.approx(TTestPower().power(1.3, 6, 0.01), abs=1e-6)
     assert _power(1.3, 6, 0.01, False, 1.5) == pytest.approx(TTestIndPower().power(1.3, 6, 0.01, ratio=1.5), abs=1e-6)
+
+
+def test_a_pilot_whose_baseline_has_another_name_stands_in_for_this_studys_baseline(tmp_path, capsys):
+    spec_file = tmp_path / "p.yaml"
+    spec_file.write_text(yaml.safe_dump(SPEC))
+    pilot = tmp_path / "record"
+    for r in RECORDS:  # the pilot calls its baseline "ttur" and has no "no-attention" arm of its own
+        arm = "ttur" if r["arm"] == "sagan" else "other"
+        (pilot / "finished" / arm).mkdir(parents=True, exist_ok=True)
+        (pilot / "finished" / arm / f"seed_{r['seed']}.json").write_text(json.dumps({**r, "arm": arm}))
+    (pilot / "spec.json").write_text(json.dumps({"spec": {"baseline": "ttur"}}))
+    assert main(["study", str(spec_file), "--out", str(tmp_path / "out"), "--plan", "--pilot", str(pilot)]) == 0
+    out = capsys.readouterr().out
+    assert "its baseline 'ttur' stands in for 'sagan'" in out
+    # no-attention is planned from the baseline's own spread: sd of the difference sqrt(2) x the baseline's sd
+    sd = np.std([10.0, 12.0, 11.0], ddof=1) * np.sqrt(2)
+    assert f"{sd:.3g} (baseline sd for both, uncorrelated)" in out
+    (pilot / "spec.json").unlink()  # without the pilot's spec, nothing stands in and nothing is planned
+    assert main(["study", str(spec_file), "--out", str(tmp_path / "out"), "--plan", "--pilot", str(pilot)]) == 0
+    assert "no finished baseline run" in capsys.readouterr().out
