@@ -15,7 +15,9 @@ from sagan.study.table import arm_rows, md_table, notes, versus_rows
 
 def _value(v: object) -> str:
     if isinstance(v, float):
-        return f"{v:.3g}"
+        # a value the spec wrote (a choice such as ema_decay 0.9999) is shown exactly; a sampled one to 3 digits
+        exact = f"{v:.6g}"
+        return exact if float(exact) == v else f"{v:.3g}"
     return json.dumps(v) if isinstance(v, (list, dict, bool)) or v is None or v == "" else str(v)
 
 

@@ -324,6 +324,16 @@ def test_a_search_killed_mid_rung_resumes_to_the_same_result(finished, stand_in,
         assert [(e["step"], e["scores"]) for e in a["rungs"]] == [(e["step"], e["scores"]) for e in b["rungs"]]
 
 
+def test_the_configuration_table_shows_a_written_value_exactly_and_a_sampled_one_to_three_digits():
+    from sagan.study.search_page import config_rows
+
+    study = {"configs": [{"id": "c00", "overrides": {"ema_decay": 0.9999, "lr_d": 0.000519123456, "augment": ""}},
+                         {"id": "c01", "overrides": {"ema_decay": 0.99, "lr_d": 1e-4, "augment": "translation"}}]}
+    header, rows = config_rows(study)
+    assert header == ["config", "ema_decay", "lr_d", "augment"]
+    assert rows == [["c00", "0.9999", "0.000519", '""'], ["c01", "0.99", "0.0001", "translation"]]
+
+
 @pytest.mark.slow
 def test_the_page_renders(finished, tmp_path):
     from tests.browser import find_chromium, render
