@@ -299,6 +299,8 @@ def rung_views(spec: SearchSpec, configs: list[dict], out: Path) -> tuple[list[d
                     else "scored; the rung is not finished" if e is not None else "not run yet")
             rows.append({"id": cid, "step": e.get("step") if e else None, "minutes": e.get("minutes") if e else None,
                          "score": e.get("score") if e else None, "failed": e.get("failed") if e else None,
+                         "others": {k: v for k, v in (e.get("scores") or {}).items()
+                                    if k != spec.metric and k in main_metrics(list(e["scores"]))} if e else {},
                          "promoted": cid in promoted, "fate": fate})
         views.append({"rung": rung + 1, "steps": spec.budgets[rung], "equal_time": spec.equal == "time",
                       "planned": len(ids), "ran": len(scores),

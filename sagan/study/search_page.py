@@ -42,10 +42,14 @@ def config_rows(study: dict) -> tuple[list[str], list[list[str]]]:
 def rung_rows(study: dict, rung: dict) -> tuple[list[str], list[list[str]]]:
     """One row per configuration of a rung, best first: step reached, minutes, the metric, and its fate."""
     metric = study["spec"]["search"]["metric"]
+    others: list[str] = []  # the eval's other headline scores, shown beside the ranking one and not ranked by
+    for r in rung["rows"]:
+        others += [k for k in r.get("others") or {} if k not in others]
     rows = [[r["id"], _value(r["step"]) if r["step"] is not None else "-",
              "-" if r["minutes"] is None else f"{r['minutes']:.2f}", _score(r["score"]),
+             *[_score((r.get("others") or {}).get(k)) for k in others],
              r["fate"] + (f" ({r['failed']})" if r["failed"] else "")] for r in rung["rows"]]
-    return ["config", "step", "minutes", metric, "outcome"], rows
+    return ["config", "step", "minutes", metric, *[f"{k} (not ranked)" for k in others], "outcome"], rows
 
 
 def search_notes(study: dict) -> list[str]:

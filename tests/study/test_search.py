@@ -334,6 +334,21 @@ def test_the_configuration_table_shows_a_written_value_exactly_and_a_sampled_one
     assert rows == [["c00", "0.9999", "0.000519", '""'], ["c01", "0.99", "0.0001", "translation"]]
 
 
+def test_a_rung_table_shows_the_other_scores_beside_the_ranking_one():
+    from sagan.study.search_page import rung_rows
+
+    study = {"spec": {"search": {"metric": "fd_fmnist"}}}
+    rung = {"rows": [{"id": "c04", "step": 348, "minutes": 1.91, "score": 3.926, "failed": None,
+                      "others": {"precision_fmnist": 0.563, "recall_fmnist": 0.0873}, "fate": "rank 1 of 2"},
+                     {"id": "c24", "step": None, "minutes": None, "score": None, "failed": None, "others": {},
+                      "fate": "not run yet"}]}
+    header, rows = rung_rows(study, rung)
+    assert header == ["config", "step", "minutes", "fd_fmnist", "precision_fmnist (not ranked)",
+                      "recall_fmnist (not ranked)", "outcome"]
+    assert rows == [["c04", "348", "1.91", "3.926", "0.563", "0.0873", "rank 1 of 2"],
+                    ["c24", "-", "-", "-", "-", "-", "not run yet"]]
+
+
 @pytest.mark.slow
 def test_the_page_renders(finished, tmp_path):
     from tests.browser import find_chromium, render
