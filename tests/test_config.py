@@ -71,3 +71,15 @@ def test_another_data_flag_drops_the_config_files_labels(tmp_path):
     assert (labelled.labels, labelled.label_column) == ("my_images/l.csv", None)  # its own columns, found anew
     same = _parse("--config", str(f), "--data", "../shared/data/emoji64")
     assert same.labels == "../shared/data/emoji64/labels.csv"
+
+
+def test_the_fast_recipe_is_the_arm_its_study_measured():
+    """configs/fmnist_fast.yaml (the quick start's) must train what studies/fmnist_quickstart_20min_fast.yaml scored
+    as `fast`: the same train config, up to keys that change nothing (ema_decay is unused when ema_kimg is set)."""
+    root = Path(__file__).resolve().parents[1]
+    spec = load_yaml(root / "studies" / "fmnist_quickstart_20min_fast.yaml")
+    arm = next(a for a in spec["arms"] if a["name"] == "fast")
+    studied = apply_overrides(apply_overrides(TrainConfig(), spec["base"]), arm["overrides"])
+    shipped = apply_overrides(TrainConfig(), load_yaml(root / "configs" / "fmnist_fast.yaml"))
+    assert shipped.ema_kimg and shipped.ema_decay_per_step() == studied.ema_decay_per_step()
+    assert {**vars(shipped), "ema_decay": None} == {**vars(studied), "ema_decay": None}

@@ -376,9 +376,11 @@ def test_the_readme_is_a_front_door_not_a_manual():
 def test_the_readme_keeps_the_install_and_test_commands_that_ci_runs():
     """CI (.ci/run) and users copy these two lines; CI installs the same pinned torch as they do."""
     readme = (ROOT / "README.md").read_text()
-    install = [ln for ln in readme.splitlines() if ln.endswith("sagan train --max-minutes 20 --out runs/fmnist")]
+    main_job = "sagan train --config configs/fmnist_fast.yaml --max-minutes 20 --out runs/fmnist"
+    install = [ln for ln in readme.splitlines() if ln.endswith(main_job)]
     tests = [ln for ln in readme.splitlines() if ln.endswith('pip install -e ".[dev]" && python -m pytest -q')]
     assert len(install) == 1 and install[0].startswith("apt-get update && apt-get install -y dataset-fashion-mnist")
+    assert (ROOT / "configs" / "fmnist_fast.yaml").is_file()
     assert len(tests) == 1 and "chromium" in tests[0]
     def pins(text: str) -> set[str]:
         return set(re.findall(r"torch(?:vision)?==[\d.]+", text))
@@ -421,7 +423,7 @@ _LINKS = [(p, line, target) for p in DOC_FILES for line, target in links(p)
 
 
 def test_the_link_finder_finds_links_and_images():
-    assert any(t == "docs/fmnist_20min.png" for p, _, t in _LINKS if p.name == "README.md")
+    assert any(t == "docs/fmnist_20min_side_fast.png" for p, _, t in _LINKS if p.name == "README.md")
     assert len(_LINKS) > 20
 
 
