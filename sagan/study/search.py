@@ -297,10 +297,11 @@ def rung_views(spec: SearchSpec, configs: list[dict], out: Path) -> tuple[list[d
             e = entries[cid]
             fate = (why(cid, order, promoted, keep, scores, rung + 1 == spec.rungs) if complete
                     else "scored; the rung is not finished" if e is not None else "not run yet")
+            run_scores = (e or {}).get("scores") or {}
+            headline = set(main_metrics(list(run_scores))) - {spec.metric}  # shown beside the metric, not ranked by
             rows.append({"id": cid, "step": e.get("step") if e else None, "minutes": e.get("minutes") if e else None,
                          "score": e.get("score") if e else None, "failed": e.get("failed") if e else None,
-                         "others": {k: v for k, v in (e.get("scores") or {}).items()
-                                    if k != spec.metric and k in main_metrics(list(e["scores"]))} if e else {},
+                         "others": {k: v for k, v in run_scores.items() if k in headline},
                          "promoted": cid in promoted, "fate": fate})
         views.append({"rung": rung + 1, "steps": spec.budgets[rung], "equal_time": spec.equal == "time",
                       "planned": len(ids), "ran": len(scores),
