@@ -17,7 +17,6 @@ are gone, skipping the recorded runs.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -26,6 +25,7 @@ from pathlib import Path
 from sagan.checkpoint import latest_checkpoint
 from sagan.errors import ConfigError, SaganError
 from sagan.study.files import read_json, write_json
+from sagan.study.folder import MARKER, claim_folder
 from sagan.study.machine import cpu_name, device_name
 from sagan.study.record import COSTS, study_record
 from sagan.study.spec import Arm, StudySpec
@@ -39,28 +39,8 @@ def run_dir(out: Path, arm: str, seed: int) -> Path:
 
 def prepare_folder(spec: StudySpec, out: Path, fresh: bool) -> None:
     """Create the study folder, or check that it holds this spec's study; `fresh` starts it over."""
-    marker = out / "spec.json"
-    old = read_json(marker) if marker.exists() else None
-    if old is not None and old.get("identity") != spec.identity():
-        if not fresh:
-            raise ConfigError(f"{out} holds the study {old.get('spec', {}).get('name')!r} of another spec; use "
-                              "another --out, or --fresh to delete it and start over")
-    if fresh and (old is None or "identity" not in old) and out.is_dir() and any(out.iterdir()):
-        # --fresh deletes runs/ and the results: only in a folder that a study made (--out . would delete ./runs)
-        raise ConfigError(f"{out} is not a study folder (it has no study spec.json), so --fresh deletes nothing "
-                          "there; give the study's own folder, or a new or empty one, as --out")
-    if fresh:
-        for name in ("runs", "study.json", "study.md", "study.html", COSTS, "spec.json"):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    try:
-        (out / "runs").mkdir(parents=True, exist_ok=True)
-        write_json(marker, {"identity": spec.identity(), "spec": spec.to_dict()})
-    except OSError as exc:
-        raise ConfigError(f"cannot write the study folder {out}: {exc.strerror}; choose another --out") from None
+    claim_folder(out, {"identity": spec.identity(), "spec": spec.to_dict()},
+                 ("runs", "study.json", "study.md", "study.html", COSTS, MARKER), fresh)
 
 
 def kept_costs(spec: StudySpec, out: Path) -> dict | None:

@@ -26,7 +26,6 @@ checkout, where the run folders are gone.
 from __future__ import annotations
 
 import math
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -36,6 +35,7 @@ from sagan.checkpoint import latest_checkpoint
 from sagan.errors import ConfigError, SaganError
 from sagan.study.compare import main_metrics
 from sagan.study.files import read_json, write_json
+from sagan.study.folder import MARKER, claim_folder
 from sagan.study.machine import cpu_name
 from sagan.study.rungs import promote, rank, why
 from sagan.study.runner import run_study
@@ -43,36 +43,20 @@ from sagan.study.search_record import COSTS, choose_configs, merge_runs, search_
 from sagan.study.search_spec import BASELINE, SearchSpec
 
 RECORD = "search_run.json"
-_OUTPUTS = ("runs", "final", "study.json", "study.md", "study.html", "configs.json", COSTS, "spec.json")
+_OUTPUTS = ("runs", "final", "study.json", "study.md", "study.html", "configs.json", COSTS, MARKER)
 
 
 def prepare_search_folder(spec: SearchSpec, configs: list[dict], out: Path, fresh: bool) -> list[dict]:
     """Create the search folder, or check that it holds this spec's search; `fresh` starts it over. Returns the
     configurations to run: the ones written at the first start (a newer Optuna could draw others)."""
-    marker = out / "spec.json"
-    old = read_json(marker) if marker.exists() else None
-    if old is not None and old.get("identity") != spec.identity() and not fresh:
-        raise ConfigError(f"{out} holds the study {old.get('spec', {}).get('name')!r} of another spec; use another "
-                          "--out, or --fresh to delete it and start over")
-    if fresh:
-        for name in _OUTPUTS:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+    claim_folder(out, {"identity": spec.identity(), "kind": "search", "spec": spec.to_dict()}, _OUTPUTS, fresh)
     store = search_record(spec)
     if store is not None:
         store.prepare(fresh)
     stored = (read_json(out / "configs.json") or {}).get("configs")
     chosen = choose_configs(store, stored, configs)
-    try:
-        (out / "runs").mkdir(parents=True, exist_ok=True)
-        write_json(marker, {"identity": spec.identity(), "kind": "search", "spec": spec.to_dict()})
-        if stored is None:
-            write_json(out / "configs.json", {"configs": chosen})
-    except OSError as exc:
-        raise ConfigError(f"cannot write the search folder {out}: {exc.strerror}; choose another --out") from None
+    if stored is None:
+        write_json(out / "configs.json", {"configs": chosen})
     if store is not None and store.configs() is None:
         store.keep_configs(chosen)
     return chosen

@@ -183,6 +183,26 @@ def test_a_folder_of_another_spec_is_refused_and_kept(tmp_path):
     assert not (tmp_path / "runs" / "c00").exists()
 
 
+def test_a_folder_that_is_not_a_search_is_refused_and_kept_with_or_without_fresh(tmp_path, capsys, monkeypatch):
+    """--out . in a checkout with the quick start's runs/: --fresh once deleted ./runs; now nothing is touched."""
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(GOOD))
+    work = tmp_path / "work"
+    (work / "runs" / "fmnist" / "checkpoints").mkdir(parents=True)
+    (work / "notes.txt").write_text("keep me")
+    monkeypatch.chdir(work)
+    for fresh in ([], ["--fresh"]):
+        assert main(["study", str(good), "--out", ".", *fresh]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "not a study folder" in err, err
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt", "runs"]
+    assert (work / "runs" / "fmnist" / "checkpoints").is_dir() and (work / "notes.txt").read_text() == "keep me"
+    run = work / "runs" / "fmnist"  # a training run's folder is named as such
+    with pytest.raises(ConfigError, match="training run's folder"):
+        search.prepare_search_folder(*parse_search_spec(GOOD), run, fresh=False)
+    assert [p.name for p in run.iterdir()] == ["checkpoints"]
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "studies" / "search").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_search_spec_is_valid(path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the specs name their data and recipe files from the repository root

@@ -99,9 +99,17 @@ def test_fresh_refuses_a_folder_that_is_not_a_study(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a study folder" in err
     assert (work / "runs" / "mine").is_dir() and (work / "notes.txt").read_text() == "keep me"
+    assert main(["study", str(spec), "--out", "."]) != 0  # nor does it write its runs among yours
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a study folder" in err
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt", "runs"]
     with pytest.raises(ConfigError, match="not a study folder"):
         prepare_folder(parse_spec(GOOD), work, fresh=True)
     assert (work / "runs" / "mine").is_dir() and not (work / "spec.json").exists()
+    (work / "runs" / "mine" / "checkpoints").mkdir()
+    with pytest.raises(ConfigError, match="training run's folder"):
+        prepare_folder(parse_spec(GOOD), work / "runs" / "mine", fresh=False)
+    assert [p.name for p in (work / "runs" / "mine").iterdir()] == ["checkpoints"]
     prepare_folder(parse_spec(GOOD), tmp_path / "new", fresh=True)  # a new folder is fine
     prepare_folder(parse_spec(GOOD), tmp_path / "new", fresh=True)  # and so is a study folder
 
