@@ -64,10 +64,11 @@ from measure import (  # noqa: E402
     run_and_report,
     tensor_peak_bytes,
 )
+from peer_mimicry import PEER, PEER_PACKAGE, build_peer, import_mimicry_nets  # noqa: E402
+
+from sagan.study.machine import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PEER = "mimicry_sagan_32"
-PEER_PACKAGE = "torch-mimicry==0.1.16"
 # name -> (autocast dtype name or None, channels_last)
 PRECISIONS = {"fp32": (None, True), "bf16": ("bfloat16", True), "fp32-nchw": (None, False),
               "bf16-nchw": ("bfloat16", False)}
@@ -76,30 +77,6 @@ PRECISIONS = {"fp32": (None, True), "bf16": ("bfloat16", True), "fp32-nchw": (No
 # ---------------------------------------------------------------------------------------------------------
 # Worker side: build one configuration, then run iterations on command.
 # ---------------------------------------------------------------------------------------------------------
-
-def import_mimicry_nets():
-    """torch_mimicry's SAGAN-32 module and MetricLog class, without running the package's __init__.
-
-    torch_mimicry/__init__.py imports its metrics (TensorFlow); bare package modules registered in
-    sys.modules let `torch_mimicry.nets` and `torch_mimicry.training.metric_log` import on their own.
-    """
-    import importlib
-    import importlib.util
-    import types
-
-    spec = importlib.util.find_spec("torch_mimicry")
-    if spec is None:
-        raise SystemExit(f"--peer needs {PEER_PACKAGE}: pip install --no-deps {PEER_PACKAGE}")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    for name, folder in (("torch_mimicry", root), ("torch_mimicry.training", root / "training")):
-        if name not in sys.modules:
-            module = types.ModuleType(name)
-            module.__path__ = [str(folder)]
-            sys.modules[name] = module
-    sagan_32 = importlib.import_module("torch_mimicry.nets.sagan.sagan_32")
-    metric_log = importlib.import_module("torch_mimicry.training.metric_log")
-    return sagan_32, metric_log.MetricLog
-
 
 def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_classes: int, device: str = "cpu"):
     """The training iteration of `model`: (step function, generator params, discriminator params)."""
@@ -142,38 +119,6 @@ def build_ours(model: str, dtype, memory_format, batch: int, n_dis: int, num_cla
         regulariser = recipe.mode_seeking * mode_seeking(fake, z) if recipe.mode_seeking else None
         g_step(d, opt_g, g_loss, fake, y_fake, rt, regulariser=regulariser)
         update_ema(g_ema, g, recipe.ema_decay)
-
-    return step, sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
-
-
-def build_peer(dtype, memory_format, batch: int, n_dis: int, num_classes: int, device: str = "cpu"):
-    """mimicry's SAGAN-32 trained by its own train_step methods (hinge loss), under autocast for bf16."""
-    import contextlib
-
-    import torch
-
-    from sagan.config import TrainConfig
-
-    recipe = TrainConfig()
-    sagan_32, MetricLog = import_mimicry_nets()
-    num_classes = num_classes or 10  # its SAGAN is conditional (CBN + projection); 0 classes fails to build
-    g = sagan_32.SAGANGenerator32(num_classes=num_classes).to(device, memory_format=memory_format)
-    d = sagan_32.SAGANDiscriminator32(num_classes=num_classes).to(device, memory_format=memory_format)
-    opt_g = torch.optim.Adam(g.parameters(), recipe.lr_g, betas=(recipe.beta1, recipe.beta2))
-    opt_d = torch.optim.Adam(d.parameters(), recipe.lr_d, betas=(recipe.beta1, recipe.beta2))
-    real = (torch.rand(batch, 3, 32, 32, device=device) * 2 - 1).contiguous(memory_format=memory_format)
-
-    def autocast():
-        return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-    def step():
-        log = MetricLog()
-        for _ in range(n_dis):
-            with autocast():
-                d.train_step((real, torch.randint(0, num_classes, (batch,), device=device)), g, opt_d, log,
-                             device=device)
-        with autocast():
-            g.train_step((real, None), d, opt_g, log, device=device)
 
     return step, sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
 
@@ -374,17 +319,6 @@ def run(args) -> dict:
     )
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def print_report(res: dict) -> None:
     s, ld, pk, m = res["settings"], res["load"], res["peak_gflops"], res["machine"]
 
@@ -392,7 +326,7 @@ def print_report(res: dict) -> None:
         return f"{pk[key]:.0f} [{pk[key + '_iqr'][0]:.0f}-{pk[key + '_iqr'][1]:.0f}]"
 
     print(f"\nOne training iteration = {s['n_dis']} D step(s) + 1 G step + EMA; batch {s['batch']}; "
-          f"{s['threads']} torch thread(s), OMP_WAIT_POLICY {s['omp_wait_policy']}; {m['cores']} CPUs ({m['cpu']}, "
+          f"{s['threads']} torch thread(s), OMP_WAIT_POLICY {s['omp_wait_policy']}; CPU {m['cpu']} ("
           f"{m['cpu_capability']}); torch {m['torch']}")
     print(f"Times: median [IQR] of {s['iters']} lockstep rounds after {s['warmup']} warm-up iterations; load average "
           f"{ld['loadavg_start']:.2f} at start, {ld['loadavg_end']:.2f} at end ({ld['minutes']:.1f} min)")
