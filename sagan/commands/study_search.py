@@ -1,5 +1,6 @@
 """`sagan study SEARCH.yaml`: a spec with a `search` runs successive halving over its configurations, then the
 finalists and the base over seeds (sagan/study/search.py); the same options as a study's, less --only.
+--plan plans the final comparison once the rungs have chosen its finalists.
 --seeds N sets the final runs' seeds; --parallel P runs each rung's configurations, and then the final runs, P
 at a time."""
 
@@ -22,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--only picks arms of a study; a search has no arms to pick (its rungs choose them)")
     out = Path(args.out or Path("studies") / "runs" / spec.name)
     seeds = seeds_for(spec.seeds, args.seeds)
+    if args.plan or args.difference is not None or args.pilot:
+        return _plan(args, spec, configs, out, seeds)
     if not args.tables_only:
         try:
             run_search(spec, configs, out, seeds=seeds, parallel=args.parallel, fresh=args.fresh)
@@ -39,3 +42,18 @@ def run(args: argparse.Namespace) -> int:
           f", {done} finished final run(s); tables in {out / 'study.md'}, page {out / 'study.html'}, data "
           f"{out / 'study.json'}", file=sys.stderr)
     return 0
+
+
+def _plan(args, spec, configs: list[dict], out: Path, seeds: list[int]) -> int:
+    """--plan for a search plans its final comparison (the finalists against the base over the seeds), from the
+    seed spread of its finished final runs or of --pilot's; it trains and writes nothing."""
+    from sagan.commands.study import _plan as plan_study
+    from sagan.errors import ConfigError
+    from sagan.study.search import planned_final
+
+    final = planned_final(spec, configs, out, seeds)
+    if final is None:
+        raise ConfigError(f"--plan plans the final comparison of search {spec.name!r}, whose rungs have not chosen "
+                          f"its finalists yet (in {out}" + (f" or the record {spec.record}" if spec.record else "")
+                          + "): run the search first")
+    return plan_study(args, final, out / "final", len(seeds))

@@ -41,6 +41,7 @@ from sagan.study.rungs import promote, rank, why
 from sagan.study.runner import run_study
 from sagan.study.search_record import COSTS, choose_configs, merge_runs, search_record
 from sagan.study.search_spec import BASELINE, SearchSpec
+from sagan.study.spec import StudySpec
 
 RECORD = "search_run.json"
 _OUTPUTS = ("runs", "final", "study.json", "study.md", "study.html", "configs.json", COSTS, MARKER)
@@ -296,6 +297,25 @@ def rung_views(spec: SearchSpec, configs: list[dict], out: Path) -> tuple[list[d
     return views, ids
 
 
+def final_study(spec: SearchSpec, configs: list[dict], finalists: list[str], out: Path,
+                seeds: Sequence[int] | None = None) -> StudySpec:
+    """The final comparison as a study spec: the finalists (ids of `configs`) and the base over the seeds, each
+    finalist at its own steps of the base's time under `equal: time` (the costs kept in `out` or the record)."""
+    by_id = {c["id"]: c for c in configs}
+    costs = (kept_costs(spec, out) or {}).get("seconds_per_step")
+    return spec.final_spec([by_id[c] for c in finalists], list(seeds) if seeds else None, costs)
+
+
+def planned_final(spec: SearchSpec, configs: list[dict], out: str | Path, seeds: Sequence[int] | None = None
+                  ) -> StudySpec | None:
+    """What `--plan` plans for a search: its final comparison, once the rungs (in `out` or the record) have chosen
+    the finalists; None before. Reads only."""
+    out = Path(out)
+    configs = choose_configs(search_record(spec), (read_json(out / "configs.json") or {}).get("configs"), configs)
+    finalists = rung_views(spec, configs, out)[1]
+    return final_study(spec, configs, finalists, out, seeds) if finalists else None
+
+
 def write_recipes(spec: SearchSpec, finalists: list[dict], out: Path, store) -> list[str]:
     """Each finalist as a recipe file, DIR/recipes/cNN.yaml (and in the record): adopting one is `sagan train
     --config` with it. Returns the file names."""
@@ -329,9 +349,7 @@ def write_search_outputs(spec: SearchSpec, configs: list[dict], out: str | Path,
     final = None
     final_kept = store is not None and (store.folder / "final" / "spec.json").exists()
     if finalists and ((out / "final" / "spec.json").exists() or final_kept):
-        by_id = {c["id"]: c for c in configs}
-        costs = (kept_costs(spec, out) or {}).get("seconds_per_step")  # equal time: each finalist's own steps
-        final = write_outputs(spec.final_spec([by_id[c] for c in finalists], costs=costs), out / "final", html=html)
+        final = write_outputs(final_study(spec, configs, finalists, out), out / "final", html=html)
     recipes = write_recipes(spec, [c for c in configs if c["id"] in (finalists or [])], out, store)
     study = {"kind": "search", "spec": spec.to_dict(), "identity": spec.identity(), "configs": configs,
              "rungs": rungs, "finalists": finalists, "final": final, "recipes": recipes,

@@ -300,6 +300,26 @@ def test_the_best_of_each_rung_are_promoted_and_continue_their_runs(finished):
 
 
 @pytest.mark.slow
+def test_plan_of_a_search_plans_its_final_and_trains_nothing(finished, monkeypatch, tmp_path, capsys):
+    path, out = finished
+
+    def no_training(cfg):
+        raise AssertionError("--plan trained a run")
+
+    monkeypatch.setattr(search, "_train", no_training)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(["study", str(path), "--out", str(out), "--plan", "--difference", "fd_fake=0.05"]) == 0
+    said = capsys.readouterr().out
+    assert "Plan for study tiny-search-final: 3 seeds" in said and "Holm over" in said
+    assert "fd_fake" in said and " c01 " in said and "(for 0.05)" in said and "base " not in said
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing written
+    # before the rungs have chosen finalists there is nothing to plan: one line, exit 2, no folder made
+    assert main(["study", str(path), "--out", str(tmp_path / "new"), "--plan"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "have not chosen its finalists yet" in err and "\n" not in err and not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
 def test_a_search_killed_mid_rung_resumes_to_the_same_result(finished, stand_in, monkeypatch, tmp_path, capsys):
     path, done = finished
     out = tmp_path / "killed"
