@@ -34,11 +34,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from sagan.errors import ConfigError
     from sagan.study import load_spec, run_study, write_outputs
+    from sagan.study.plan import plan_of_study
     from sagan.study.search_spec import is_search_spec
     from sagan.study.seeds import seeds_for
     from sagan.train import Interrupted
 
+    if (args.difference is not None or args.pilot) and not args.plan:
+        raise ConfigError("--difference and --pilot go with --plan")
     if is_search_spec(args.spec):  # a spec with `search:` runs successive halving instead of fixed arms
         from sagan.commands import study_search
 
@@ -47,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("studies") / "runs" / spec.name)
     only = [a.strip() for a in args.only.split(",") if a.strip()] if args.only else None
     seeds = seeds_for(spec.seeds, args.seeds)
-    if args.plan or args.difference is not None or args.pilot:
-        return _plan(args, spec, out, len(seeds))
+    if args.plan:
+        print(plan_of_study(spec, out, len(seeds), args.difference, args.pilot), end="")
+        return 0
     if not args.tables_only:
         try:
             run_study(spec, out, seeds=seeds, only=only, parallel=args.parallel, fresh=args.fresh)
@@ -63,23 +68,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"study {spec.name}: {done} finished run(s)" + (f", {failed} failed (see study.md)" if failed else "")
           + f"; tables in {out / 'study.md'}, page {out / 'study.html'}, "
           f"data {out / 'study.json'}", file=sys.stderr)
-    return 0
-
-
-def _plan(args: argparse.Namespace, spec, out, seeds: int) -> int:
-    from sagan.errors import ConfigError
-    from sagan.study.plan import as_baseline, load_pilot, parse_differences, plan, plan_text
-    from sagan.study.runner import collect_records
-
-    if not args.plan:
-        raise ConfigError("--difference and --pilot go with --plan")
-    differences = parse_differences(args.difference)
-    if args.pilot:
-        records, pilot_baseline = load_pilot(args.pilot)
-        records, note = as_baseline(records, pilot_baseline, spec.baseline)
-        source = f"the pilot {args.pilot}{note}"
-    else:
-        where = f"{out}" + (f" and the record {spec.record}" if spec.record else "")
-        records, source = collect_records(spec, out), f"this study ({where})"
-    print(plan_text(spec.name, plan(spec, records, seeds, differences), source), end="")
     return 0

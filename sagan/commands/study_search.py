@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--only picks arms of a study; a search has no arms to pick (its rungs choose them)")
     out = Path(args.out or Path("studies") / "runs" / spec.name)
     seeds = seeds_for(spec.seeds, args.seeds)
-    if args.plan or args.difference is not None or args.pilot:
+    if args.plan:
         return _plan(args, spec, configs, out, seeds)
     if not args.tables_only:
         try:
@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
 def _plan(args, spec, configs: list[dict], out: Path, seeds: list[int]) -> int:
     """--plan for a search plans its final comparison (the finalists against the base over the seeds), from the
     seed spread of its finished final runs or of --pilot's; it trains and writes nothing."""
-    from sagan.commands.study import _plan as plan_study
     from sagan.errors import ConfigError
+    from sagan.study.plan import plan_of_study
     from sagan.study.search import planned_final
 
     final = planned_final(spec, configs, out, seeds)
@@ -56,4 +56,5 @@ def _plan(args, spec, configs: list[dict], out: Path, seeds: list[int]) -> int:
         raise ConfigError(f"--plan plans the final comparison of search {spec.name!r}, whose rungs have not chosen "
                           f"its finalists yet (in {out}" + (f" or the record {spec.record}" if spec.record else "")
                           + "): run the search first")
-    return plan_study(args, final, out / "final", len(seeds))
+    print(plan_of_study(final, out / "final", len(seeds), args.difference, args.pilot), end="")
+    return 0

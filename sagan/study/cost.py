@@ -74,7 +74,7 @@ def measure_costs(jobs: Sequence[tuple[str, TrainConfig]], known: dict[str, floa
         costs[name] = None if seconds is None else round(seconds, 5)
         keep(costs)
         say(f"measured {name}: " + ("the loss became non-finite before a step was timed" if seconds is None
-                                    else f"{seconds:.3f} s per step"))
+                                    else f"{costs[name]:.3f} s per step"))  # the kept figure
     return costs
 
 

@@ -160,3 +160,19 @@ def plan_text(name: str, result: dict, source: str) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
     return "\n".join(lines) + "\n"
+
+
+def plan_of_study(spec, out: Path, seeds: int, difference: str | None = None, pilot: str | None = None) -> str:
+    """What `sagan study SPEC --plan` prints: the plan from the seed spread of the study's finished runs (in `out`
+    and its record), or of the pilot study's runs matched by arm name."""
+    from sagan.study.runner import collect_records
+
+    differences = parse_differences(difference)
+    if pilot:
+        records, pilot_baseline = load_pilot(pilot)
+        records, note = as_baseline(records, pilot_baseline, spec.baseline)
+        source = f"the pilot {pilot}{note}"
+    else:
+        where = f"{out}" + (f" and the record {spec.record}" if spec.record else "")
+        records, source = collect_records(spec, out), f"this study ({where})"
+    return plan_text(spec.name, plan(spec, records, seeds, differences), source)
