@@ -44,6 +44,7 @@ from sagan.training.periodic import (
     sample_grid,
     standing,
     stop_requested,
+    take_back_run_folder,
 )
 from sagan.training.state import Counters, TrainingParts, checkpoint_state, restore, rng_state
 from sagan.training.steps import d_step, ema_decay_at, fake_labels, g_step, generate, update_ema
@@ -73,8 +74,14 @@ def train(cfg: TrainConfig) -> dict:
 
 def _train(cfg: TrainConfig, rt: Runtime) -> dict:
     """The stages of a run, in order; each is a function below or in sagan.training."""
+    new_folder = not Path(cfg.out).exists()
     run = prepare_run_folder(Path(cfg.out), rt)
-    parts = build_parts(cfg, rt)
+    try:
+        parts = build_parts(cfg, rt)
+    except BaseException:
+        if new_folder:
+            take_back_run_folder(run, rt)
+        raise
     cfg = cfg.with_class_names(parts.data.class_names if parts.mcfg.num_classes else [])  # config, checkpoints
     counters = restore(parts, cfg, rt, run)  # a new run's counters are zeros
     check_same_start(rt, counters.step, str(run))

@@ -326,6 +326,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         assert "Traceback" not in err
 
 
+def test_a_run_that_fails_before_training_leaves_no_empty_folder_and_touches_no_old_one(tmp_path, capsys):
+    from sagan.cli import main
+
+    new = tmp_path / "deep" / "new-run"
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(new)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not new.exists()  # the folder the run made is taken back
+    old = tmp_path / "old-run"
+    (old / "samples").mkdir(parents=True)
+    (old / "notes.txt").write_text("mine")
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(old)]) == 2
+    assert (old / "notes.txt").read_text() == "mine" and (old / "samples").is_dir()  # a folder it found is kept
+
+
 def test_sample_command(tiny_folder, tmp_path):
     import numpy as np
 

@@ -7,6 +7,7 @@ Checkpoints are written by the loop itself (sagan.train), evaluation by `evaluat
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -78,6 +79,15 @@ def prepare_run_folder(run: Path, rt: Runtime) -> Path:
         except OSError as exc:
             raise SaganError(f"cannot write the run folder {run}: {exc.strerror}; choose another --out") from None
     return run
+
+
+def take_back_run_folder(run: Path, rt: Runtime) -> None:
+    """Undo prepare_run_folder for a run that failed before it wrote anything (a wrong data path must not leave an
+    empty run folder behind): only empty folders are removed, so nothing written is ever touched."""
+    if rt.is_main:
+        for folder in (run / "samples", run / "checkpoints", run):
+            with contextlib.suppress(OSError):  # not empty, or not there: keep it
+                folder.rmdir()
 
 
 def announce(cfg: TrainConfig, rt: Runtime, parts: TrainingParts, run: Path) -> None:
