@@ -83,3 +83,21 @@ def test_the_fast_recipe_is_the_arm_its_study_measured():
     shipped = apply_overrides(TrainConfig(), load_yaml(root / "configs" / "fmnist_fast.yaml"))
     assert shipped.ema_kimg and shipped.ema_decay_per_step() == studied.ema_decay_per_step()
     assert {**vars(shipped), "ema_decay": None} == {**vars(studied), "ema_decay": None}
+
+
+@pytest.mark.parametrize("recipe, study, arm_name", [
+    ("emoji64.yaml", "emoji64_recipe_60min.yaml", "search-c05"),
+    ("emoji64_sagan.yaml", "emoji64_recipe_60min.yaml", "recipe"),
+])
+def test_the_emoji_recipes_are_the_arms_their_study_measured(recipe, study, arm_name):
+    """configs/emoji64.yaml was adopted from the 60-minute side-by-side's `search-c05` arm and configs/emoji64_sagan.yaml
+    is its baseline: each must train what the study scored, up to keys that change no run (the time and checkpoint
+    limits, which the study sets from its budget) and model_args spelled out at their registered default."""
+    root = Path(__file__).resolve().parents[1]
+    spec = load_yaml(root / "studies" / study)
+    arm = next(a for a in spec["arms"] if a["name"] == arm_name)
+    studied = apply_overrides(apply_overrides(TrainConfig(), spec["base"]), arm.get("overrides", {}))
+    shipped = apply_overrides(TrainConfig(), load_yaml(root / "configs" / recipe))
+    assert model_config(shipped.model, **shipped.model_args) == model_config(studied.model, **studied.model_args)
+    limits = {"model_args": None, "max_minutes": None, "max_steps": None}
+    assert {**vars(shipped), **limits} == {**vars(studied), **limits}
