@@ -90,9 +90,10 @@ def test_the_fast_recipe_is_the_arm_its_study_measured():
     ("emoji64_sagan.yaml", "emoji64_recipe_60min.yaml", "recipe"),
 ])
 def test_the_emoji_recipes_are_the_arms_their_study_measured(recipe, study, arm_name):
-    """configs/emoji64.yaml was adopted from the 60-minute side-by-side's `search-c05` arm and configs/emoji64_sagan.yaml
-    is its baseline: each must train what the study scored, up to keys that change no run (the time and checkpoint
-    limits, which the study sets from its budget) and model_args spelled out at their registered default."""
+    """configs/emoji64.yaml was adopted from the 60-minute side-by-side's `search-c05` arm and
+    configs/emoji64_sagan.yaml is its baseline: each must train what the study scored, up to keys that change no run
+    (the time and step limits, which the study sets from its budget) and model_args spelled out at their registered
+    default."""
     root = Path(__file__).resolve().parents[1]
     spec = load_yaml(root / "studies" / study)
     arm = next(a for a in spec["arms"] if a["name"] == arm_name)
