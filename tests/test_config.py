@@ -73,14 +73,20 @@ def test_another_data_flag_drops_the_config_files_labels(tmp_path):
     assert same.labels == "../shared/data/emoji64/labels.csv"
 
 
+def _studied_and_shipped(study: str, arm_name: str, recipe: str) -> tuple[TrainConfig, TrainConfig]:
+    """The train config a study's arm scored (studies/STUDY: its base, then the arm's overrides) and the one a shipped
+    recipe file (configs/RECIPE) gives."""
+    root = Path(__file__).resolve().parents[1]
+    spec = load_yaml(root / "studies" / study)
+    arm = next(a for a in spec["arms"] if a["name"] == arm_name)
+    studied = apply_overrides(apply_overrides(TrainConfig(), spec["base"]), arm.get("overrides", {}))
+    return studied, apply_overrides(TrainConfig(), load_yaml(root / "configs" / recipe))
+
+
 def test_the_fast_recipe_is_the_arm_its_study_measured():
     """configs/fmnist_fast.yaml (the quick start's) must train what studies/fmnist_quickstart_20min_fast.yaml scored
     as `fast`: the same train config, up to keys that change nothing (ema_decay is unused when ema_kimg is set)."""
-    root = Path(__file__).resolve().parents[1]
-    spec = load_yaml(root / "studies" / "fmnist_quickstart_20min_fast.yaml")
-    arm = next(a for a in spec["arms"] if a["name"] == "fast")
-    studied = apply_overrides(apply_overrides(TrainConfig(), spec["base"]), arm["overrides"])
-    shipped = apply_overrides(TrainConfig(), load_yaml(root / "configs" / "fmnist_fast.yaml"))
+    studied, shipped = _studied_and_shipped("fmnist_quickstart_20min_fast.yaml", "fast", "fmnist_fast.yaml")
     assert shipped.ema_kimg and shipped.ema_decay_per_step() == studied.ema_decay_per_step()
     assert {**vars(shipped), "ema_decay": None} == {**vars(studied), "ema_decay": None}
 
@@ -94,11 +100,7 @@ def test_the_emoji_recipes_are_the_arms_their_study_measured(recipe, study, arm_
     configs/emoji64_sagan.yaml is its baseline: each must train what the study scored, up to keys that change no run
     (the time and step limits, which the study sets from its budget) and model_args spelled out at their registered
     default."""
-    root = Path(__file__).resolve().parents[1]
-    spec = load_yaml(root / "studies" / study)
-    arm = next(a for a in spec["arms"] if a["name"] == arm_name)
-    studied = apply_overrides(apply_overrides(TrainConfig(), spec["base"]), arm.get("overrides", {}))
-    shipped = apply_overrides(TrainConfig(), load_yaml(root / "configs" / recipe))
+    studied, shipped = _studied_and_shipped(study, arm_name, recipe)
     assert model_config(shipped.model, **shipped.model_args) == model_config(studied.model, **studied.model_args)
     limits = {"model_args": None, "max_minutes": None, "max_steps": None}
     assert {**vars(shipped), **limits} == {**vars(studied), **limits}
